@@ -1,0 +1,162 @@
+"""Organisation administration: rooms, timeslot generation and bookings."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+
+from boxoffice.api.deps import CurrentCaller, Db, Now
+from boxoffice.api.routes.bookings import Limit, Page
+from boxoffice.api.schemas import (
+    BookingOut,
+    BookingPageOut,
+    BookingStatusName,
+    CancelOut,
+    GenerateIn,
+    GenerateOut,
+    Instant,
+    RoomDeleteOut,
+    RoomIn,
+    RoomOut,
+    RoomPatch,
+    StatusIn,
+)
+from boxoffice.db.session import Db as Session
+from boxoffice.domain.bookings import BookingStatus, PaymentStatus
+from boxoffice.domain.money import to_major, to_minor
+from boxoffice.services import auth, bookings, rooms, timeslots
+from boxoffice.services.organizations import get_organization
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+
+def _room_values(s: Session, org_id: uuid.UUID, body: RoomIn | RoomPatch) -> dict[str, Any]:
+    """Service keyword arguments for the fields the body sets."""
+    given = body.model_dump(exclude_unset=True)
+    values: dict[str, Any] = {
+        name: given[key]
+        for key, name in (
+            ("name", "name"),
+            ("description", "description"),
+            ("capacity", "capacity"),
+            ("room_type", "room_type"),
+            ("is_active", "is_active"),
+            ("metadata", "metadata_"),
+        )
+        if key in given and given[key] is not None
+    }
+    if given.get("hourly_rate") is not None:
+        currency = get_organization(s, org_id).currency
+        values["hourly_rate_minor"] = to_minor(given["hourly_rate"], currency)
+    return values
+
+
+@router.post("/rooms", status_code=status.HTTP_201_CREATED, response_model=RoomOut)
+def create_room(body: RoomIn, caller: CurrentCaller, db: Db) -> RoomOut:
+    with db.write() as s:
+        org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
+        room = rooms.create_room(s, org_id=org.org_id, **_room_values(s, org.org_id, body))
+        return RoomOut.of(room)
+
+
+@router.put("/rooms/{room_id}", response_model=RoomOut)
+def update_room(room_id: uuid.UUID, body: RoomPatch, caller: CurrentCaller, db: Db) -> RoomOut:
+    """Change the fields given; the others stay."""
+    with db.write() as s:
+        org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
+        room = rooms.update_room(s, room_id, org_id=org.org_id, **_room_values(s, org.org_id, body))
+        return RoomOut.of(room)
+
+
+@router.delete("/rooms/{room_id}", response_model=RoomDeleteOut)
+def delete_room(room_id: uuid.UUID, caller: CurrentCaller, db: Db) -> RoomDeleteOut:
+    """Delete a room never booked; a room with bookings is deactivated instead."""
+    with db.write() as s:
+        org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
+        kept = rooms.delete_room(s, room_id, org_id=org.org_id)
+        return RoomDeleteOut(deleted=kept is None, room=RoomOut.of(kept) if kept else None)
+
+
+@router.post("/timeslots/generate", status_code=status.HTTP_201_CREATED, response_model=GenerateOut)
+def generate_timeslots(body: GenerateIn, caller: CurrentCaller, db: Db, now: Now) -> GenerateOut:
+    """Create a room's timeslots for working hours over a date range, in the
+    organisation's time zone. Slots overlapping existing ones are skipped."""
+    with db.write() as s:
+        org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
+        result = timeslots.generate_timeslots(
+            s,
+            org_id=org.org_id,
+            room_id=body.room_id,
+            start_date=body.start_date,
+            end_date=body.end_date,
+            slot_min=body.slot_duration,
+            day_start=body.working_hours.start,
+            day_end=body.working_hours.end,
+            weekdays=frozenset(body.weekdays) if body.weekdays is not None else None,
+            max_bookings=body.max_bookings,
+            now=now,
+        )
+        return GenerateOut(
+            created=result.created,
+            skipped=result.skipped,
+            first_start_time=result.first_start_at,
+            last_end_time=result.last_end_at,
+        )
+
+
+@router.get("/bookings", response_model=BookingPageOut)
+def list_bookings(
+    caller: CurrentCaller,
+    db: Db,
+    now: Now,
+    status_: Annotated[BookingStatusName | None, Query(alias="status")] = None,
+    room_id: Annotated[uuid.UUID | None, Query(alias="roomId")] = None,
+    starts_from: Annotated[Instant | None, Query(alias="from")] = None,
+    starts_to: Annotated[Instant | None, Query(alias="to")] = None,
+    page: Page = 1,
+    limit: Limit = 20,
+) -> BookingPageOut:
+    """The organisation's bookings; from/to bound the session start (ISO 8601 with offset)."""
+    filters = bookings.BookingFilter(
+        status=status_,
+        room_id=room_id,
+        starts_from=starts_from,
+        starts_to=starts_to,
+        page=page,
+        limit=limit,
+    )
+    with db.read() as s:
+        org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
+        result = bookings.list_bookings(s, bookings.Owner(org_id=org.org_id), filters)
+        return BookingPageOut(
+            items=[BookingOut.of(b, now) for b in result.items],
+            page=result.page,
+            limit=result.limit,
+            total=result.total,
+        )
+
+
+@router.put("/bookings/{booking_id}/status", response_model=CancelOut)
+def change_status(
+    booking_id: uuid.UUID, body: StatusIn, caller: CurrentCaller, db: Db, now: Now
+) -> CancelOut:
+    """Move a booking through its lifecycle, or record a payment taken at the desk."""
+    with db.write() as s:
+        org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
+        booking, refund = bookings.change_status(
+            s,
+            booking_id,
+            org_id=org.org_id,
+            status=BookingStatus(body.status) if body.status else None,
+            payment_status=PaymentStatus(body.payment_status) if body.payment_status else None,
+            actor_id=caller.user_id,
+            reason=body.reason or "changed by organiser",
+            now=now,
+        )
+        return CancelOut(
+            booking=BookingOut.of(booking, now, bookings.booking_history(s, booking)),
+            refund_amount=to_major(refund, booking.currency),
+            currency=booking.currency,
+        )

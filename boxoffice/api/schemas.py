@@ -1,0 +1,306 @@
+"""Request and response bodies. JSON names are camelCase; money is a decimal number
+in the major unit with its ``currency`` beside it (``"price": 45.0, "currency": "EUR"``)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from boxoffice.db.models import Booking, BookingStatusChange, Room, Session
+from boxoffice.domain.money import to_major
+from boxoffice.services.timeslots import is_bookable
+
+RoomType = Literal["office", "consultation", "meeting", "treatment"]
+BookingStatusName = Literal["draft", "pending", "confirmed", "cancelled", "completed", "no_show"]
+PaymentStatusName = Literal["pending", "paid", "refunded", "not_required"]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Money = Annotated[Decimal, Field(ge=0, le=1_000_000, max_digits=12)]
+
+
+class In(BaseModel):
+    """A request body: camelCase names, unknown fields refused, no silent coercion."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+# --- auth -----------------------------------------------------------------------------
+
+
+class RegisterIn(In):
+    email: Annotated[str, StringConstraints(max_length=320)]
+    password: Annotated[str, StringConstraints(min_length=8, max_length=1024)]
+    name: Name
+
+
+class TokenIn(In):
+    email: Annotated[str, StringConstraints(max_length=320)]
+    password: Annotated[str, StringConstraints(max_length=1024)]
+
+
+class TokenOut(Out):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class MembershipOut(Out):
+    organization: str
+    role: str
+
+
+class UserOut(Out):
+    id: uuid.UUID
+    email: str
+    name: str
+    created_at: datetime
+    memberships: list[MembershipOut] = []
+
+
+# --- rooms ----------------------------------------------------------------------------
+
+
+class RoomIn(In):
+    name: Name
+    description: Annotated[str, StringConstraints(max_length=5000)] = ""
+    capacity: Annotated[int, Field(ge=1, le=10_000)]
+    room_type: RoomType
+    hourly_rate: Money = Decimal(0)
+    is_active: bool = True
+    metadata: dict[str, Any] = {}
+
+
+class RoomPatch(In):
+    name: Name | None = None
+    description: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    capacity: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    room_type: RoomType | None = None
+    hourly_rate: Money | None = None
+    is_active: bool | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class RoomOut(Out):
+    id: uuid.UUID
+    organization: str
+    name: str
+    description: str
+    capacity: int
+    room_type: RoomType
+    hourly_rate: float
+    currency: str
+    timezone: str
+    is_active: bool
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, room: Room) -> RoomOut:
+        org = room.organization
+        return cls(
+            id=room.id,
+            organization=org.slug,
+            name=room.name,
+            description=room.description,
+            capacity=room.capacity,
+            room_type=room.room_type,  # type: ignore[arg-type]
+            hourly_rate=to_major(room.hourly_rate_minor, org.currency),
+            currency=org.currency,
+            timezone=org.timezone,
+            is_active=room.is_active,
+            metadata=room.metadata_,
+            created_at=room.created_at,
+            updated_at=room.updated_at,
+        )
+
+
+class RoomDeleteOut(Out):
+    deleted: bool
+    room: RoomOut | None = Field(description="The deactivated room when it had bookings")
+
+
+# --- timeslots ------------------------------------------------------------------------
+
+
+class TimeslotOut(Out):
+    id: uuid.UUID
+    room_id: uuid.UUID
+    start_time: datetime
+    end_time: datetime
+    is_available: bool
+    price: float
+    currency: str
+    max_bookings: int
+    booked_count: int
+    available_spots: int
+
+    @classmethod
+    def of(cls, session: Session, room: Room, now: datetime) -> TimeslotOut:
+        currency = room.organization.currency
+        return cls(
+            id=session.id,
+            room_id=room.id,
+            start_time=session.start_at,
+            end_time=session.end_at,
+            is_available=is_bookable(session, room=room, now=now),
+            price=to_major(session.price_minor, currency),
+            currency=currency,
+            max_bookings=session.max_participants,
+            booked_count=session.booked_count,
+            available_spots=max(session.max_participants - session.booked_count, 0),
+        )
+
+
+class TimeslotListOut(Out):
+    room_id: uuid.UUID
+    timezone: str
+    timeslots: list[TimeslotOut]
+
+
+class WorkingHours(In):
+    start: time
+    end: time
+
+
+class GenerateIn(In):
+    room_id: uuid.UUID
+    start_date: date
+    end_date: date
+    slot_duration: Annotated[int, Field(ge=5, le=1440, description="Minutes")]
+    working_hours: WorkingHours
+    weekdays: Annotated[list[Annotated[int, Field(ge=1, le=7)]], Field(max_length=7)] | None = (
+        Field(default=None, description="ISO weekdays, 1 = Monday ... 7 = Sunday")
+    )
+    max_bookings: Annotated[int, Field(ge=1, le=10_000)] = 1
+
+
+class GenerateOut(Out):
+    created: int
+    skipped: int
+    first_start_time: datetime | None
+    last_end_time: datetime | None
+
+
+# --- bookings -------------------------------------------------------------------------
+
+
+class BookingIn(In):
+    timeslot_id: uuid.UUID
+    room_id: uuid.UUID | None = None
+    notes: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+class RescheduleIn(In):
+    timeslot_id: uuid.UUID
+
+
+class CancelIn(In):
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class StatusIn(In):
+    status: BookingStatusName | None = None
+    payment_status: Literal["paid"] | None = Field(
+        default=None, description="Record a payment taken outside Box Office"
+    )
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class StatusChangeOut(Out):
+    from_status: str | None
+    to_status: str
+    actor_id: uuid.UUID | None
+    reason: str
+    at: datetime
+
+    @classmethod
+    def of(cls, change: BookingStatusChange) -> StatusChangeOut:
+        return cls(
+            from_status=change.from_status,
+            to_status=change.to_status,
+            actor_id=change.actor_id,
+            reason=change.reason,
+            at=change.at,
+        )
+
+
+class BookingOut(Out):
+    id: uuid.UUID
+    status: BookingStatusName
+    payment_status: PaymentStatusName
+    price: float
+    refunded_amount: float
+    currency: str
+    notes: str
+    user_id: uuid.UUID | None
+    room_id: uuid.UUID | None
+    timeslot_id: uuid.UUID | None
+    room: RoomOut | None
+    timeslot: TimeslotOut | None
+    hold_expires_at: datetime | None
+    cancelled_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    status_history: list[StatusChangeOut] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        booking: Booking,
+        now: datetime,
+        history: list[BookingStatusChange] | None = None,
+    ) -> BookingOut:
+        session = booking.session
+        room = session.room if session else None
+        return cls(
+            id=booking.id,
+            status=booking.status,  # type: ignore[arg-type]
+            payment_status=booking.payment_status,  # type: ignore[arg-type]
+            price=to_major(booking.price_minor, booking.currency),
+            refunded_amount=to_major(booking.refunded_minor, booking.currency),
+            currency=booking.currency,
+            notes=booking.notes,
+            user_id=booking.user_id,
+            room_id=room.id if room else None,
+            timeslot_id=session.id if session else None,
+            room=RoomOut.of(room) if room else None,
+            timeslot=TimeslotOut.of(session, room, now) if session and room else None,
+            hold_expires_at=booking.hold_expires_at,
+            cancelled_at=booking.cancelled_at,
+            created_at=booking.created_at,
+            updated_at=booking.updated_at,
+            status_history=[StatusChangeOut.of(c) for c in history]
+            if history is not None
+            else None,
+        )
+
+
+class CancelOut(Out):
+    booking: BookingOut
+    refund_amount: float
+    currency: str
+
+
+class BookingPageOut(Out):
+    items: list[BookingOut]
+    page: int
+    limit: int
+    total: int
+
+
+class HealthOut(Out):
+    status: Literal["ok", "unavailable"]
+    database: Literal["ok", "unreachable"]
+
+
+# Keep AwareDatetime importable for query parameters.
+Instant = AwareDatetime

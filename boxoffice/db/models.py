@@ -1,0 +1,238 @@
+"""The tables. Every organisation-owned row carries ``org_id``.
+
+Money columns are integer minor units (``*_minor``) of the organisation's currency.
+Instants are ``*_at`` columns of :class:`UTCDateTime`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ExcludeConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from boxoffice.db.base import Base, UTCDateTime, new_id, utcnow
+
+
+def _id() -> Mapped[uuid.UUID]:
+    return mapped_column(Uuid, primary_key=True, default=new_id)
+
+
+def _org_id(*, index: bool = True) -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=index)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(UTCDateTime, default=utcnow)
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[uuid.UUID] = _id()
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    plan_tier: Mapped[str] = mapped_column(String(16), default="builder")
+    payments_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    payment_account_id: Mapped[str | None] = mapped_column(String(255))
+    # [{"minHoursBefore": 24, "percent": 100}, ...]; None means the default policy.
+    refund_policy: Mapped[list[dict[str, int]] | None] = mapped_column(JSON)
+    hold_min: Mapped[int] = mapped_column(Integer, default=15)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = _id()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (
+        UniqueConstraint("org_id", "user_id"),
+        CheckConstraint("role IN ('owner', 'admin', 'staff', 'scanner')", name="role"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _created_at()
+
+    organization: Mapped[Organization] = relationship(lazy="joined")
+
+
+class Room(Base):
+    __tablename__ = "rooms"
+    __table_args__ = (
+        CheckConstraint("capacity >= 1", name="capacity"),
+        CheckConstraint("hourly_rate_minor >= 0", name="hourly_rate"),
+        CheckConstraint(
+            "room_type IN ('office', 'consultation', 'meeting', 'treatment')", name="room_type"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id()
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    capacity: Mapped[int] = mapped_column(Integer)
+    room_type: Mapped[str] = mapped_column(String(16))
+    hourly_rate_minor: Mapped[int] = mapped_column(Integer, default=0)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    organization: Mapped[Organization] = relationship(lazy="joined", innerjoin=True)
+
+
+class Session(Base):
+    """The one time container: a room timeslot, an appointment, a workshop, a class.
+
+    ``booked_count`` counts the seats held by bookings; the conditional update that
+    takes a seat and the CHECK below keep it within ``max_participants``.
+    """
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        CheckConstraint("end_at > start_at", name="time_order"),
+        CheckConstraint("max_participants >= 1", name="max_participants"),
+        CheckConstraint(
+            "booked_count >= 0 AND booked_count <= max_participants", name="booked_count"
+        ),
+        CheckConstraint(
+            "status IN ('draft', 'scheduled', 'in_progress', 'completed', 'canceled')",
+            name="status",
+        ),
+        CheckConstraint("visibility IN ('public', 'private')", name="visibility"),
+        Index("ix_sessions_room_start", "room_id", "start_at"),
+        Index("ix_sessions_org_start", "org_id", "start_at"),
+        ExcludeConstraint(
+            ("room_id", "="),
+            (text("tstzrange(start_at, end_at)"), "&&"),
+            name="ex_sessions_room_overlap",
+            using="gist",
+            where="room_id IS NOT NULL AND status <> 'canceled'",
+        ).ddl_if(dialect="postgresql"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    kind: Mapped[str] = mapped_column(String(16), default="timeslot")
+    title: Mapped[str | None] = mapped_column(String(200))
+    room_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    visibility: Mapped[str] = mapped_column(String(8), default="public")
+    is_open: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_participants: Mapped[int] = mapped_column(Integer, default=1)
+    booked_count: Mapped[int] = mapped_column(Integer, default=0)
+    price_minor: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    room: Mapped[Room | None] = relationship()
+
+
+class Booking(Base):
+    """One seat in one session (or a draft without a session, for packages)."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('draft', 'pending', 'confirmed', 'cancelled', 'completed', 'no_show')",
+            name="status",
+        ),
+        CheckConstraint(
+            "payment_status IN ('pending', 'paid', 'refunded', 'not_required')",
+            name="payment_status",
+        ),
+        CheckConstraint("price_minor >= 0 AND refunded_minor >= 0", name="amounts"),
+        Index("ix_bookings_org_created", "org_id", "created_at"),
+        Index("ix_bookings_user_created", "user_id", "created_at"),
+        Index("ix_bookings_session", "session_id"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    session_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("sessions.id", ondelete="RESTRICT")
+    )
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16))
+    payment_status: Mapped[str] = mapped_column(String(16))
+    price_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    refunded_minor: Mapped[int] = mapped_column(Integer, default=0)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    session: Mapped[Session | None] = relationship()
+    history: Mapped[list[BookingStatusChange]] = relationship(
+        order_by="BookingStatusChange.id", back_populates="booking"
+    )
+
+
+class BookingStatusChange(Base):
+    """Who changed a booking's status, when, from what, to what and why."""
+
+    __tablename__ = "booking_status_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[uuid.UUID] = _org_id()
+    booking_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = _created_at()
+
+    booking: Mapped[Booking] = relationship(back_populates="history")
+
+
+class IdempotencyKey(Base):
+    """A client's ``Idempotency-Key`` and the resource its first request created."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    scope: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(32))
+    # Null while the first request is still in flight.
+    resource_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    created_at: Mapped[datetime] = _created_at()

@@ -1,0 +1,1 @@
+"""Use cases. Each runs inside the one transaction its caller opened; none commits."""

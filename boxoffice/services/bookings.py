@@ -1,0 +1,423 @@
+"""Bookings: one seat in one session, taken, moved and released without ever overbooking.
+
+Every seat change goes through :func:`_take_seat` and :func:`_release_seat`, which
+adjust the session's ``booked_count`` with one conditional UPDATE. That statement
+is the lock, the re-check and the write at once: on PostgreSQL it row-locks the
+session, and it only succeeds while a seat is left, so concurrent requests queue
+and the loser gets a clear 409. A CHECK constraint keeps the count within
+``max_participants`` as the database's own backstop.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NoReturn
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from boxoffice.db.locking import for_update
+from boxoffice.db.models import Booking, BookingStatusChange, Room, Session
+from boxoffice.db.session import Db
+from boxoffice.domain.bookings import (
+    BookingStatus,
+    PaymentStatus,
+    check_transition,
+    initial_status,
+    refund_amount,
+)
+from boxoffice.domain.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    SlotFull,
+    SlotUnavailable,
+)
+from boxoffice.services import idempotency
+from boxoffice.services.organizations import refund_tiers
+from boxoffice.services.timeslots import get_timeslot, is_bookable
+
+MAX_PAGE_SIZE = 100
+MAX_NOTES = 2000
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose bookings a call may see: one customer's, or one organisation's."""
+
+    user_id: uuid.UUID | None = None
+    org_id: uuid.UUID | None = None
+
+    def scope(self, stmt: Select[Booking]) -> Select[Booking]:
+        if self.user_id is not None:
+            stmt = stmt.where(Booking.user_id == self.user_id)
+        if self.org_id is not None:
+            stmt = stmt.where(Booking.org_id == self.org_id)
+        return stmt
+
+
+@dataclass(frozen=True)
+class BookingFilter:
+    status: str | None = None
+    room_id: uuid.UUID | None = None
+    starts_from: datetime | None = None
+    starts_to: datetime | None = None
+    page: int = 1
+    limit: int = 20
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Booking]
+    total: int
+    page: int
+    limit: int
+
+
+def _load() -> Select[Booking]:
+    return select(Booking).options(
+        joinedload(Booking.session).joinedload(Session.room).joinedload(Room.organization)
+    )
+
+
+def get_booking(db: Db, booking_id: uuid.UUID, owner: Owner, *, lock: bool = False) -> Booking:
+    """A booking the owner may see; anyone else's is NotFound, as if it did not exist."""
+    stmt = owner.scope(_load().where(Booking.id == booking_id))
+    if lock:
+        stmt = for_update(db, stmt)
+    booking = db.execute(stmt).unique().scalar_one_or_none()
+    if booking is None:
+        raise NotFound("Booking not found.", {"bookingId": str(booking_id)})
+    return booking
+
+
+def booking_history(db: Db, booking: Booking) -> list[BookingStatusChange]:
+    stmt = (
+        select(BookingStatusChange)
+        .where(BookingStatusChange.booking_id == booking.id)
+        .order_by(BookingStatusChange.id)
+    )
+    return list(db.execute(stmt).scalars())
+
+
+def list_bookings(db: Db, owner: Owner, filters: BookingFilter) -> Page:
+    """A page of the owner's bookings, newest session first."""
+    if not 1 <= filters.limit <= MAX_PAGE_SIZE:
+        raise InvalidInput(
+            f"limit must be between 1 and {MAX_PAGE_SIZE}.", {"limit": filters.limit}
+        )
+    if filters.page < 1:
+        raise InvalidInput("page starts at 1.", {"page": filters.page})
+    if filters.starts_from and filters.starts_to and filters.starts_to < filters.starts_from:
+        raise InvalidInput("'to' is before 'from'.")
+    stmt = owner.scope(select(Booking).join(Booking.session))
+    if filters.status is not None:
+        stmt = stmt.where(Booking.status == BookingStatus(filters.status).value)
+    if filters.room_id is not None:
+        stmt = stmt.where(Session.room_id == filters.room_id)
+    if filters.starts_from is not None:
+        stmt = stmt.where(Session.start_at >= filters.starts_from)
+    if filters.starts_to is not None:
+        stmt = stmt.where(Session.start_at < filters.starts_to)
+    total = db.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+    page_stmt = (
+        stmt.options(joinedload(Booking.session).joinedload(Session.room))
+        .order_by(Session.start_at.desc(), Booking.id)
+        .offset((filters.page - 1) * filters.limit)
+        .limit(filters.limit)
+    )
+    items = list(db.execute(page_stmt).unique().scalars())
+    return Page(items=items, total=total, page=filters.page, limit=filters.limit)
+
+
+def create_booking(
+    db: Db,
+    *,
+    user_id: uuid.UUID,
+    timeslot_id: uuid.UUID,
+    room_id: uuid.UUID | None,
+    notes: str,
+    idempotency_key: str | None,
+    now: datetime,
+) -> tuple[Booking, bool]:
+    """Book one seat in a room timeslot for a customer.
+
+    Returns the booking and whether it is new; a retry with the same idempotency
+    key returns the first request's booking and False.
+    """
+    if len(notes) > MAX_NOTES:
+        raise InvalidInput(f"notes can be at most {MAX_NOTES} characters.")
+    scope = f"booking:{user_id}"
+    if idempotency_key is not None:
+        request_hash = idempotency.fingerprint(
+            {"timeslotId": timeslot_id, "roomId": room_id, "notes": notes}
+        )
+        first = idempotency.claim(
+            db, scope=scope, key=idempotency_key, request_hash=request_hash, now=now
+        )
+        if first is not None:
+            return get_booking(db, first, Owner(user_id=user_id)), False
+    session = get_timeslot(db, timeslot_id)
+    if room_id is not None and session.room_id != room_id:
+        raise NotFound(
+            "That timeslot does not belong to that room.",
+            {"timeslotId": str(timeslot_id), "roomId": str(room_id)},
+        )
+    _take_seat(db, session, now=now)
+    status, payment_status = initial_status(session.price_minor)
+    room = session.room
+    assert room is not None
+    booking = Booking(
+        id=uuid.uuid4(),
+        org_id=session.org_id,
+        session=session,
+        user_id=user_id,
+        status=status.value,
+        payment_status=payment_status.value,
+        price_minor=session.price_minor,
+        currency=room.organization.currency,
+        notes=notes,
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(booking)
+    _record(db, booking, None, status, actor_id=user_id, reason="booked", now=now)
+    if idempotency_key is not None:
+        idempotency.complete(
+            db, scope=scope, key=idempotency_key, resource_type="booking", resource_id=booking.id
+        )
+    db.flush()
+    return booking, True
+
+
+def cancel_booking(
+    db: Db,
+    booking_id: uuid.UUID,
+    owner: Owner,
+    *,
+    actor_id: uuid.UUID,
+    reason: str,
+    by_organiser: bool,
+    now: datetime,
+) -> tuple[Booking, int]:
+    """Cancel a booking, release its seat and return the refund due in minor units.
+
+    A customer may cancel only before the session starts, and is refunded by the
+    organisation's policy; an organiser's cancellation refunds everything paid.
+    """
+    booking = get_booking(db, booking_id, owner, lock=True)
+    session = _session_of(booking)
+    if not by_organiser and now >= session.start_at:
+        raise Conflict(
+            "The session has already started; it can no longer be cancelled.",
+            {"startsAt": session.start_at.isoformat()},
+        )
+    check_transition(
+        BookingStatus(booking.status),
+        BookingStatus.CANCELLED,
+        starts_at=session.start_at,
+        now=now,
+    )
+    paid = booking.price_minor if booking.payment_status == PaymentStatus.PAID else 0
+    refund = refund_amount(
+        paid_minor=paid,
+        tiers=refund_tiers(session.room.organization) if session.room else (),
+        starts_at=session.start_at,
+        cancelled_at=now,
+        by_organiser=by_organiser,
+    )
+    _release_seat(db, session)
+    _set_status(db, booking, BookingStatus.CANCELLED, actor_id=actor_id, reason=reason, now=now)
+    booking.cancelled_at = now
+    booking.refunded_minor = refund
+    if refund > 0:
+        booking.payment_status = PaymentStatus.REFUNDED.value
+    db.flush()
+    return booking, refund
+
+
+def reschedule_booking(
+    db: Db,
+    booking_id: uuid.UUID,
+    owner: Owner,
+    *,
+    timeslot_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    now: datetime,
+) -> Booking:
+    """Move a booking to another timeslot: the new seat is taken and the old one
+    released in one transaction, or nothing changes."""
+    booking = get_booking(db, booking_id, owner, lock=True)
+    old = _session_of(booking)
+    if booking.status not in (BookingStatus.PENDING, BookingStatus.CONFIRMED):
+        raise Conflict(
+            f"A {booking.status} booking cannot be rescheduled.", {"status": booking.status}
+        )
+    if now >= old.start_at:
+        raise Conflict("The session has already started; it can no longer be moved.")
+    new = get_timeslot(db, timeslot_id)
+    if new.id == old.id:
+        raise InvalidInput("The booking is already in that timeslot.")
+    if new.org_id != booking.org_id:
+        raise NotFound("Timeslot not found.", {"timeslotId": str(timeslot_id)})
+    if new.price_minor != booking.price_minor:
+        raise Conflict(
+            "The new timeslot has a different price; cancel and book it instead.",
+            {"price": booking.price_minor, "newPrice": new.price_minor},
+        )
+    # Touch the two session rows in id order so crossing reschedules cannot deadlock.
+    if new.id.bytes < old.id.bytes:
+        _take_seat(db, new, now=now)
+        _release_seat(db, old)
+    else:
+        _release_seat(db, old)
+        _take_seat(db, new, now=now)
+    booking.session = new
+    booking.updated_at = now
+    _record(
+        db,
+        booking,
+        BookingStatus(booking.status),
+        BookingStatus(booking.status),
+        actor_id=actor_id,
+        reason=f"rescheduled from {old.start_at.isoformat()} to {new.start_at.isoformat()}",
+        now=now,
+    )
+    db.flush()
+    return booking
+
+
+def change_status(
+    db: Db,
+    booking_id: uuid.UUID,
+    *,
+    org_id: uuid.UUID,
+    status: BookingStatus | None,
+    payment_status: PaymentStatus | None,
+    actor_id: uuid.UUID,
+    reason: str,
+    now: datetime,
+) -> tuple[Booking, int]:
+    """An organiser's status change; cancelling goes through :func:`cancel_booking`.
+
+    ``payment_status`` may only record a payment taken outside Box Office
+    (pending -> paid, e.g. cash at the desk). Returns the booking and any refund.
+    """
+    owner = Owner(org_id=org_id)
+    if payment_status is not None:
+        booking = get_booking(db, booking_id, owner, lock=True)
+        if (booking.payment_status, payment_status) != (PaymentStatus.PENDING, PaymentStatus.PAID):
+            raise Conflict(
+                f"paymentStatus cannot change from {booking.payment_status} "
+                f"to {payment_status.value} by hand.",
+                {"from": booking.payment_status, "to": payment_status.value},
+            )
+        booking.payment_status = PaymentStatus.PAID.value
+        booking.updated_at = now
+    if status is None:
+        return get_booking(db, booking_id, owner), 0
+    if status is BookingStatus.CANCELLED:
+        return cancel_booking(
+            db, booking_id, owner, actor_id=actor_id, reason=reason, by_organiser=True, now=now
+        )
+    booking = get_booking(db, booking_id, owner, lock=True)
+    session = _session_of(booking)
+    check_transition(BookingStatus(booking.status), status, starts_at=session.start_at, now=now)
+    _set_status(db, booking, status, actor_id=actor_id, reason=reason, now=now)
+    db.flush()
+    return booking, 0
+
+
+def _session_of(booking: Booking) -> Session:
+    if booking.session is None:
+        raise Conflict("This booking has not been scheduled yet.")
+    return booking.session
+
+
+def _take_seat(db: Db, session: Session, *, now: datetime) -> None:
+    """Take one seat in ``session`` or raise; the conditional UPDATE is the lock."""
+    room = session.room
+    if room is None or not is_bookable(session, room=room, now=now):
+        _refuse(session, room, now)
+    count = db.execute(
+        update(Session)
+        .where(
+            Session.id == session.id,
+            Session.booked_count < Session.max_participants,
+            Session.status == "scheduled",
+            Session.is_open.is_(True),
+        )
+        .values(booked_count=Session.booked_count + 1)
+        .returning(Session.booked_count)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if count is None:
+        db.refresh(session)
+        _refuse(session, room, now)
+    set_committed_value(session, "booked_count", count)
+
+
+def _refuse(session: Session, room: Room | None, now: datetime) -> NoReturn:
+    details = {"timeslotId": str(session.id)}
+    if room is None or not room.is_active:
+        raise SlotUnavailable("This room is not taking bookings.", details)
+    if session.status != "scheduled" or not session.is_open or session.visibility != "public":
+        raise SlotUnavailable("This timeslot is not open for booking.", details)
+    if session.start_at <= now:
+        raise SlotUnavailable("This timeslot has already started.", details)
+    raise SlotFull(
+        "This timeslot is fully booked.",
+        {**details, "maxBookings": session.max_participants},
+    )
+
+
+def _release_seat(db: Db, session: Session) -> None:
+    count = db.execute(
+        update(Session)
+        .where(Session.id == session.id)
+        .values(booked_count=Session.booked_count - 1)
+        .returning(Session.booked_count)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    set_committed_value(session, "booked_count", count)
+
+
+def _set_status(
+    db: Db,
+    booking: Booking,
+    status: BookingStatus,
+    *,
+    actor_id: uuid.UUID,
+    reason: str,
+    now: datetime,
+) -> None:
+    previous = BookingStatus(booking.status)
+    booking.status = status.value
+    booking.updated_at = now
+    _record(db, booking, previous, status, actor_id=actor_id, reason=reason, now=now)
+
+
+def _record(
+    db: Db,
+    booking: Booking,
+    previous: BookingStatus | None,
+    status: BookingStatus,
+    *,
+    actor_id: uuid.UUID,
+    reason: str,
+    now: datetime,
+) -> None:
+    db.add(
+        BookingStatusChange(
+            org_id=booking.org_id,
+            booking_id=booking.id,
+            from_status=previous.value if previous else None,
+            to_status=status.value,
+            actor_id=actor_id,
+            reason=reason,
+            at=now,
+        )
+    )

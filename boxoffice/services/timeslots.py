@@ -1,0 +1,179 @@
+"""Room timeslots: sessions on a room, generated from working hours and listed by day."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import insert, select
+
+from boxoffice.db.locking import for_update
+from boxoffice.db.models import Room, Session
+from boxoffice.db.session import Db
+from boxoffice.domain.errors import InvalidInput, NotFound
+from boxoffice.domain.money import prorate
+from boxoffice.domain.timeslots import GenerationRequest, Interval, generate_slots, without_overlaps
+from boxoffice.services.rooms import get_room
+
+MAX_LIST_LIMIT = 1000
+MAX_LIST_DAYS = 62
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    created: int
+    skipped: int
+    first_start_at: datetime | None
+    last_end_at: datetime | None
+
+
+def is_bookable(session: Session, *, room: Room, now: datetime) -> bool:
+    """Whether a customer can take a seat in this timeslot now."""
+    return (
+        room.is_active
+        and session.is_open
+        and session.status == "scheduled"
+        and session.visibility == "public"
+        and session.booked_count < session.max_participants
+        and session.start_at > now
+    )
+
+
+def local_day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
+    """UTC instants where a local calendar day starts and ends (23 or 25 h on DST days)."""
+    zone = ZoneInfo(timezone)
+    start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+    return start, end
+
+
+def list_timeslots(
+    db: Db,
+    room_id: uuid.UUID,
+    *,
+    day: date | None,
+    days: int | None,
+    duration_min: int | None,
+    now: datetime,
+    limit: int = 500,
+) -> tuple[Room, list[Session]]:
+    """A room's live timeslots in time order.
+
+    The window is ``days`` local days (the organisation's time zone) from ``day``;
+    without a day it runs from now for 14 days. ``duration_min`` keeps only timeslots
+    of exactly that length.
+    """
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}.", {"limit": limit})
+    if days is not None and not 1 <= days <= MAX_LIST_DAYS:
+        raise InvalidInput(f"days must be between 1 and {MAX_LIST_DAYS}.", {"days": days})
+    room = get_room(db, room_id)
+    if day is not None:
+        start, _ = local_day_bounds(day, room.organization.timezone)
+        _, end = local_day_bounds(day + timedelta(days=(days or 1) - 1), room.organization.timezone)
+    else:
+        start, end = now, now + timedelta(days=days or 14)
+    stmt = (
+        select(Session)
+        .where(
+            Session.room_id == room.id,
+            Session.start_at >= start,
+            Session.start_at < end,
+            Session.status != "canceled",
+        )
+        .order_by(Session.start_at)
+    )
+    if duration_min is None:
+        return room, list(db.execute(stmt.limit(limit)).scalars())
+    span = timedelta(minutes=duration_min)
+    matching = [s for s in db.execute(stmt).scalars() if s.end_at - s.start_at == span]
+    return room, matching[:limit]
+
+
+def get_timeslot(db: Db, timeslot_id: uuid.UUID) -> Session:
+    session = db.get(Session, timeslot_id)
+    if session is None or session.room_id is None:
+        raise NotFound("Timeslot not found.", {"timeslotId": str(timeslot_id)})
+    return session
+
+
+def generate_timeslots(
+    db: Db,
+    *,
+    org_id: uuid.UUID,
+    room_id: uuid.UUID,
+    start_date: date,
+    end_date: date,
+    slot_min: int,
+    day_start: time,
+    day_end: time,
+    weekdays: frozenset[int] | None,
+    max_bookings: int,
+    now: datetime,
+) -> GenerationResult:
+    """Create a room's timeslots over a date range, in the organisation's time zone.
+
+    Slots that start in the past or overlap a live session of the room are skipped,
+    so generating an overlapping range again creates no duplicates. The room row is
+    locked so two generations for one room do not interleave.
+    """
+    room = get_room(db, room_id, org_id=org_id)
+    db.execute(for_update(db, select(Room.id).where(Room.id == room.id)))
+    if not 1 <= max_bookings <= room.capacity:
+        raise InvalidInput(
+            f"maxBookings must be between 1 and the room's capacity ({room.capacity}).",
+            {"maxBookings": max_bookings, "capacity": room.capacity},
+        )
+    request = GenerationRequest(
+        start_date=start_date,
+        end_date=end_date,
+        slot_min=slot_min,
+        day_start=day_start,
+        day_end=day_end,
+        timezone=room.organization.timezone,
+        weekdays=weekdays,
+    )
+    candidates = [slot for slot in generate_slots(request) if slot.start_at > now]
+    if not candidates:
+        return GenerationResult(0, 0, None, None)
+    taken = db.execute(
+        select(Session.start_at, Session.end_at).where(
+            Session.room_id == room.id,
+            Session.status != "canceled",
+            Session.end_at > candidates[0].start_at,
+            Session.start_at < candidates[-1].end_at,
+        )
+    )
+    fresh = without_overlaps(candidates, [Interval(s, e) for s, e in taken])
+    if fresh:
+        price = prorate(room.hourly_rate_minor, slot_min)
+        db.execute(
+            insert(Session),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "org_id": room.org_id,
+                    "kind": "timeslot",
+                    "room_id": room.id,
+                    "start_at": slot.start_at,
+                    "end_at": slot.end_at,
+                    "status": "scheduled",
+                    "visibility": "public",
+                    "is_open": True,
+                    "max_participants": max_bookings,
+                    "booked_count": 0,
+                    "price_minor": price,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for slot in fresh
+            ],
+        )
+    return GenerationResult(
+        created=len(fresh),
+        skipped=len(candidates) - len(fresh),
+        first_start_at=fresh[0].start_at if fresh else None,
+        last_end_at=fresh[-1].end_at if fresh else None,
+    )
