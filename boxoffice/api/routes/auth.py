@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, status
 
-from boxoffice.api.deps import AppSettings, CurrentCaller, Db, Now, SecretKey
+from boxoffice.api.deps import AppSettings, CurrentCaller, Db, SecretKey
 from boxoffice.api.schemas import MembershipOut, RegisterIn, TokenIn, TokenOut, UserOut
 from boxoffice.services import auth
 
@@ -20,11 +22,13 @@ def register(body: RegisterIn, db: Db) -> UserOut:
 
 
 @router.post("/token", response_model=TokenOut)
-def token(body: TokenIn, db: Db, settings: AppSettings, secret: SecretKey, now: Now) -> TokenOut:
+def token(body: TokenIn, db: Db, settings: AppSettings, secret: SecretKey) -> TokenOut:
     """Exchange e-mail and password for a bearer token."""
     with db.read() as s:
         user = auth.authenticate(s, email=body.email, password=body.password)
-    access = auth.issue_token(user, secret=secret, now=now, ttl_s=settings.token_ttl_s)
+    # Token lifetimes run on the wall clock, which is also what verification uses.
+    issued_at = datetime.now(UTC)
+    access = auth.issue_token(user, secret=secret, now=issued_at, ttl_s=settings.token_ttl_s)
     return TokenOut(access_token=access, expires_in=settings.token_ttl_s)
 
 

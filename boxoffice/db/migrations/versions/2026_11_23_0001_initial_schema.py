@@ -162,13 +162,10 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         # The database itself refuses two live sessions of one room at the same time.
         op.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
-        op.create_exclude_constraint(
-            "ex_sessions_room_overlap",
-            "sessions",
-            ("room_id", "="),
-            (sa.text("tstzrange(start_at, end_at)"), "&&"),
-            where=sa.text("room_id IS NOT NULL AND status <> 'canceled'"),
-            using="gist",
+        op.execute(
+            "ALTER TABLE sessions ADD CONSTRAINT ex_sessions_room_overlap "
+            "EXCLUDE USING gist (room_id WITH =, tstzrange(start_at, end_at) WITH &&) "
+            "WHERE (room_id IS NOT NULL AND status <> 'canceled')"
         )
 
     op.create_table(
