@@ -10,14 +10,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as Db
 
 
-def for_update(db: Db, stmt: Select[Any]) -> Select[Any]:
-    """Lock the selected rows until the transaction ends.
+def for_update(db: Db, stmt: Select[Any], *, of: Any = None) -> Select[Any]:
+    """Lock the selected rows (only those of ``of``, if given) until the transaction ends.
 
     PostgreSQL takes row locks; on SQLite the write transaction (BEGIN IMMEDIATE)
     already holds the database's single write lock, so nothing is added.
     """
     if db.get_bind().dialect.name == "postgresql":
-        return stmt.with_for_update()
+        return stmt.with_for_update(of=of)
     return stmt
 
 
@@ -35,5 +35,7 @@ def insert_if_absent(
         module.insert(table)
         .values(**values)
         .on_conflict_do_nothing(index_elements=list(conflict_columns))
+        .returning(*table.primary_key.columns)
     )
-    return bool(db.execute(stmt).rowcount)  # type: ignore[attr-defined]
+    # rowcount is unreliable for INSERT on some drivers; a returned key is not.
+    return db.execute(stmt).first() is not None

@@ -87,7 +87,7 @@ def get_booking(db: Db, booking_id: uuid.UUID, owner: Owner, *, lock: bool = Fal
     """A booking the owner may see; anyone else's is NotFound, as if it did not exist."""
     stmt = owner.scope(_load().where(Booking.id == booking_id))
     if lock:
-        stmt = for_update(db, stmt)
+        stmt = for_update(db, stmt, of=Booking)
     booking = db.execute(stmt).unique().scalar_one_or_none()
     if booking is None:
         raise NotFound("Booking not found.", {"bookingId": str(booking_id)})

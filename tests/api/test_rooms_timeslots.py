@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from tests.conftest import Api
@@ -92,7 +93,7 @@ def test_generation_prices_by_hourly_rate_and_never_duplicates(api: Api) -> None
     all_slots = api.timeslots(room["id"], date="2030-03-05")
     starts = [s["startTime"] for s in all_slots]
     assert len(starts) == len(set(starts))
-    for a, b in zip(all_slots, all_slots[1:], strict=False):
+    for a, b in itertools.pairwise(all_slots):
         assert a["endTime"] <= b["startTime"]
     assert [s["id"] for s in api.timeslots(room["id"], date="2030-03-05", duration=90)] == [
         s["id"] for s in slots

@@ -1,0 +1,245 @@
+"""Races against a live server: real processes, real HTTP, real threads.
+
+`boxoffice serve --workers 2` runs as a subprocess on the test database, so two
+server processes compete for the same rows exactly as in production.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from boxoffice.db.models import Booking, Session
+from boxoffice.db.session import Database
+from boxoffice.services import auth, rooms, timeslots
+from boxoffice.services.organizations import create_organization
+from tests.conftest import PASSWORD
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    env = os.environ | {
+        "BOXOFFICE_DATABASE_URL": database_url,
+        "BOXOFFICE_DATA_DIR": str(tmp_path / "data"),
+        "BOXOFFICE_SECRET_KEY": uuid.uuid4().hex,
+    }
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "boxoffice.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if _request(base, "GET", "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((tmp_path / "server.log").read_text())
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
+
+
+def _request(
+    base: str, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection(base, timeout=30)
+    try:
+        payload = json.dumps(body) if body is not None else None
+        conn.request(
+            method,
+            path,
+            body=payload,
+            headers={"Content-Type": "application/json"} | (headers or {}),
+        )
+        response = conn.getresponse()
+        data = response.read()
+        return response.status, json.loads(data) if data else None
+    finally:
+        conn.close()
+
+
+def _seed(
+    database: Database, base: str, max_bookings: list[int]
+) -> tuple[list[str], list[dict[str, str]]]:
+    """An organisation with one room per capacity, a timeslot in each, five customers."""
+    now = datetime.now(UTC)
+    tomorrow = (now + timedelta(days=1)).date()
+    slot_ids: list[str] = []
+    with database.write() as s:
+        org = create_organization(s, slug="race", name="Race", timezone="UTC", currency="EUR")
+        for n in max_bookings:
+            room = rooms.create_room(
+                s,
+                org_id=org.id,
+                name=f"Room {n}",
+                capacity=max(n, 1),
+                room_type="meeting",
+                hourly_rate_minor=0,
+            )
+            timeslots.generate_timeslots(
+                s,
+                org_id=org.id,
+                room_id=room.id,
+                start_date=tomorrow,
+                end_date=tomorrow,
+                slot_min=60,
+                day_start=dtime(10),
+                day_end=dtime(11),
+                weekdays=None,
+                max_bookings=n,
+                now=now,
+            )
+            slot_ids.append(
+                str(s.execute(select(Session.id).where(Session.room_id == room.id)).scalar_one())
+            )
+        emails = [f"c{i}-{uuid.uuid4().hex[:6]}@example.com" for i in range(5)]
+        for email in emails:
+            auth.register_user(s, email=email, password=PASSWORD, name="Racer")
+    headers = []
+    for email in emails:
+        status, token = _request(
+            base, "POST", "/api/v1/auth/token", {"email": email, "password": PASSWORD}
+        )
+        assert status == 200, token
+        headers.append({"Authorization": f"Bearer {token['accessToken']}"})
+    return slot_ids, headers
+
+
+def _fire(
+    base: str, calls: list[tuple[str, dict[str, Any], dict[str, str]]]
+) -> list[tuple[int, Any]]:
+    """Send all calls at once from one thread each, released together by a barrier."""
+    results: list[tuple[int, Any]] = [(0, None)] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def worker(i: int) -> None:
+        path, body, headers = calls[i]
+        conn = http.client.HTTPConnection(base, timeout=60)
+        conn.connect()
+        barrier.wait()
+        try:
+            conn.request(
+                "POST",
+                path,
+                body=json.dumps(body),
+                headers={"Content-Type": "application/json"} | headers,
+            )
+            response = conn.getresponse()
+            results[i] = (response.status, json.loads(response.read()))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def _seats_match_bookings(database: Database) -> None:
+    with database.read() as s:
+        held = dict(
+            s.execute(
+                select(Booking.session_id, func.count())
+                .where(Booking.status.in_(["pending", "confirmed", "completed", "no_show"]))
+                .group_by(Booking.session_id)
+            ).all()
+        )
+        for session in s.execute(select(Session)).scalars():
+            assert held.get(session.id, 0) == session.booked_count <= session.max_participants
+
+
+@pytest.mark.parametrize("max_bookings", [1, 3])
+def test_exactly_capacity_succeeds_under_60_simultaneous_requests(
+    database: Database, live_server: str, max_bookings: int
+) -> None:
+    [slot_id], customers = _seed(database, live_server, [max_bookings])
+    calls = [
+        ("/api/v1/bookings", {"timeslotId": slot_id}, customers[i % len(customers)])
+        for i in range(60)
+    ]
+    results = _fire(live_server, calls)
+    codes = Counter(status for status, _ in results)
+    assert codes == {201: max_bookings, 409: 60 - max_bookings}, results
+    assert {body["error"]["code"] for status, body in results if status == 409} == {"slot_full"}
+    _seats_match_bookings(database)
+
+
+def test_concurrent_retries_with_one_idempotency_key_book_once(
+    database: Database, live_server: str
+) -> None:
+    [slot_id], customers = _seed(database, live_server, [5])
+    key = {"Idempotency-Key": "same-request"}
+    calls = [("/api/v1/bookings", {"timeslotId": slot_id}, customers[0] | key) for _ in range(20)]
+    results = _fire(live_server, calls)
+    assert {status for status, _ in results} == {201}, results
+    assert len({body["id"] for _, body in results}) == 1
+    _seats_match_bookings(database)
+    with database.read() as s:
+        assert s.execute(select(func.count()).select_from(Booking)).scalar_one() == 1
+
+
+def test_mixed_race_of_bookings_and_reschedules_keeps_counts_exact(
+    database: Database, live_server: str
+) -> None:
+    slot_ids, customers = _seed(database, live_server, [2, 2, 2])
+    # Fill the first timeslot, then everyone races to move into or book the others.
+    first = [
+        _request(live_server, "POST", "/api/v1/bookings", {"timeslotId": slot_ids[0]}, c)
+        for c in customers[:2]
+    ]
+    assert [status for status, _ in first] == [201, 201]
+    calls: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+    for i in range(30):
+        calls.append(("/api/v1/bookings", {"timeslotId": slot_ids[1 + i % 2]}, customers[i % 5]))
+    results = _fire(live_server, calls)
+    codes = Counter(status for status, _ in results)
+    assert codes == {201: 4, 409: 26}, results
+    moves = []
+    for (status, body), customer in zip(first, customers[:2], strict=True):
+        assert status == 201
+        moves.append(
+            _request(
+                live_server,
+                "PUT",
+                f"/api/v1/bookings/{body['id']}/reschedule",
+                {"timeslotId": slot_ids[1]},
+                customer,
+            )[0]
+        )
+    assert moves == [409, 409]
+    _seats_match_bookings(database)

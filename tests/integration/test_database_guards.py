@@ -1,0 +1,80 @@
+"""The database's own refusals: the backstop behind the service-level checks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text, update
+from sqlalchemy.exc import IntegrityError
+
+from boxoffice.db.models import Session
+from boxoffice.db.session import Database
+from boxoffice.domain.errors import Conflict
+from boxoffice.services import rooms
+from boxoffice.services.organizations import create_organization
+
+START = datetime(2030, 5, 1, 10, tzinfo=UTC)
+
+
+def _room(database: Database) -> tuple[uuid.UUID, uuid.UUID]:
+    with database.write() as s:
+        org = create_organization(s, slug="guards", name="G", timezone="UTC", currency="EUR")
+        room = rooms.create_room(s, org_id=org.id, name="R", capacity=2, room_type="office")
+        return org.id, room.id
+
+
+def _session(
+    org_id: uuid.UUID, room_id: uuid.UUID, start: datetime, minutes: int, **kw: object
+) -> Session:
+    return Session(
+        org_id=org_id,
+        room_id=room_id,
+        start_at=start,
+        end_at=start + timedelta(minutes=minutes),
+        **kw,
+    )
+
+
+# The exclusion constraint is PostgreSQL's; on SQLite writers are serialised instead.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_overlapping_room_sessions_are_refused_by_postgresql(database: Database) -> None:
+    org_id, room_id = _room(database)
+    with database.write() as s:
+        s.add(_session(org_id, room_id, START, 60))
+    with pytest.raises(Conflict, match="overlaps"), database.write() as s:
+        s.add(_session(org_id, room_id, START + timedelta(minutes=30), 60))
+    with database.write() as s:  # back to back is fine; a cancelled one does not count
+        s.add(_session(org_id, room_id, START + timedelta(minutes=60), 60))
+        s.add(_session(org_id, room_id, START, 60, status="canceled"))
+    with database.read() as s:
+        assert s.execute(text("SELECT count(*) FROM sessions")).scalar_one() == 3
+
+
+@pytest.mark.parametrize("count", [-1, 3])
+def test_booked_count_cannot_leave_zero_to_capacity(database: Database, count: int) -> None:
+    org_id, room_id = _room(database)
+    with database.write() as s:
+        session = _session(org_id, room_id, START, 60, max_participants=2)
+        s.add(session)
+        s.flush()
+        session_id = session.id
+    with pytest.raises(IntegrityError), database.write() as s:
+        s.execute(update(Session).where(Session.id == session_id).values(booked_count=count))
+
+
+def test_end_must_follow_start(database: Database) -> None:
+    org_id, room_id = _room(database)
+    with pytest.raises(IntegrityError), database.write() as s:
+        s.add(_session(org_id, room_id, START, 0))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_read_transactions_do_not_block_writers_on_sqlite(database: Database) -> None:
+    _room(database)
+    with database.read() as reader:
+        reader.execute(text("SELECT count(*) FROM rooms")).scalar_one()
+        # A writer gets the lock while the read transaction is open.
+        with database.write() as writer:
+            create_organization(writer, slug="other", name="O", timezone="UTC", currency="EUR")
