@@ -297,6 +297,23 @@ class BookingPageOut(Out):
     total: int
 
 
+class ErrorDetail(Out):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorOut(Out):
+    """The one error shape of every 4xx and 5xx response."""
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    return {status: {"model": ErrorOut} for status in (400, 422, 503, *statuses)}
+
+
 class HealthOut(Out):
     status: Literal["ok", "unavailable"]
     database: Literal["ok", "unreachable"]

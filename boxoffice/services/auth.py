@@ -18,6 +18,8 @@ from boxoffice.services.organizations import get_organization_by_slug
 
 ROLES = ("owner", "admin", "staff", "scanner")
 ADMIN_ROLES = frozenset({"owner", "admin"})
+# Staff run the front desk: they see bookings and move them through their lifecycle.
+DESK_ROLES = ADMIN_ROLES | {"staff"}
 MIN_PASSWORD_LENGTH = 8
 _hasher = PasswordHasher()
 # Verified against when the e-mail is unknown, so both cases take the same time.
@@ -98,23 +100,25 @@ def org_roles(db: Db, user_id: uuid.UUID) -> list[OrgRole]:
     return [OrgRole(m.org_id, m.organization.slug, m.role) for m in rows]
 
 
-def admin_org(db: Db, user_id: uuid.UUID, *, org_slug: str | None) -> OrgRole:
-    """The organisation the user administers (owner or admin role).
+def admin_org(
+    db: Db, user_id: uuid.UUID, *, org_slug: str | None, roles: frozenset[str] = ADMIN_ROLES
+) -> OrgRole:
+    """The organisation where the user has one of ``roles`` (by default owner or admin).
 
-    A user who administers several organisations names one with ``org_slug``.
+    A user with such a role in several organisations names one with ``org_slug``.
     """
     active_user(db, user_id)
-    roles = [r for r in org_roles(db, user_id) if r.role in ADMIN_ROLES]
+    matching = [r for r in org_roles(db, user_id) if r.role in roles]
     if org_slug is not None:
-        roles = [r for r in roles if r.org_slug == org_slug]
-    if not roles:
-        raise Forbidden("You are not an administrator of this organisation.")
-    if len(roles) > 1:
+        matching = [r for r in matching if r.org_slug == org_slug]
+    if not matching:
+        raise Forbidden("Your role in this organisation does not allow this.")
+    if len(matching) > 1:
         raise InvalidInput(
-            "You administer several organisations; name one with the X-Org header.",
-            {"organizations": [r.org_slug for r in roles]},
+            "You belong to several organisations; name one with the X-Org header.",
+            {"organizations": [r.org_slug for r in matching]},
         )
-    return roles[0]
+    return matching[0]
 
 
 def grant_role(db: Db, *, user: User, org_slug: str, role: str) -> Membership:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
+from boxoffice.services import auth as auth_service
 from tests.conftest import Api, Clock
 
 Shop = Callable[..., dict[str, Any]]
@@ -400,3 +402,44 @@ def test_unknown_route_and_health(api: Api) -> None:
     assert r.json()["error"]["code"] == "not_found"
     assert api.client.get("/healthz").json() == {"status": "ok", "database": "ok"}
     assert api.client.get("/openapi.json").json()["info"]["title"] == "Box Office"
+
+
+def test_roles_staff_work_the_desk_scanners_do_not(api: Api, shop: Shop) -> None:
+    s = shop(hourly_rate=10)
+    booking = api.book(api.user(), s["slots"][0]["id"]).json()
+    staff = api.user(org="acme", role="staff")
+    scanner = api.user(org="acme", role="scanner")
+    assert api.client.get("/api/v1/admin/bookings", headers=staff).json()["total"] == 1
+    r = api.client.put(
+        f"/api/v1/admin/bookings/{booking['id']}/status",
+        json={"paymentStatus": "paid"},
+        headers=staff,
+    )
+    assert r.status_code == 200, r.text
+    assert (
+        api.client.post(
+            "/api/v1/admin/rooms",
+            json={"name": "X", "capacity": 1, "roomType": "office"},
+            headers=staff,
+        ).status_code
+        == 403
+    )
+    assert api.client.get("/api/v1/admin/bookings", headers=scanner).status_code == 403
+
+
+def test_admin_of_two_organisations_names_one(api: Api, shop: Shop) -> None:
+    s = shop()
+    api.org("second")
+    me = api.client.get("/api/v1/auth/me", headers=s["admin"]).json()
+    with api.database.write() as db:
+        user = auth_service.active_user(db, uuid.UUID(me["id"]))
+        auth_service.grant_role(db, user=user, org_slug="second", role="admin")
+    r = api.client.get("/api/v1/admin/bookings", headers=s["admin"])
+    assert r.status_code == 422
+    assert "X-Org" in r.json()["error"]["message"]
+    assert (
+        api.client.get(
+            "/api/v1/admin/bookings", headers=s["admin"] | {"X-Org": "second"}
+        ).status_code
+        == 200
+    )

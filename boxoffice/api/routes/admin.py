@@ -22,6 +22,7 @@ from boxoffice.api.schemas import (
     RoomOut,
     RoomPatch,
     StatusIn,
+    error_responses,
 )
 from boxoffice.db.session import Db as Session
 from boxoffice.domain.bookings import BookingStatus, PaymentStatus
@@ -29,7 +30,9 @@ from boxoffice.domain.money import to_major, to_minor
 from boxoffice.services import auth, bookings, rooms, timeslots
 from boxoffice.services.organizations import get_organization
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+router = APIRouter(
+    prefix="/api/v1/admin", tags=["admin"], responses=error_responses(401, 403, 404, 409)
+)
 
 
 def _room_values(s: Session, org_id: uuid.UUID, body: RoomIn | RoomPatch) -> dict[str, Any]:
@@ -128,7 +131,7 @@ def list_bookings(
         limit=limit,
     )
     with db.read() as s:
-        org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
+        org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug, roles=auth.DESK_ROLES)
         result = bookings.list_bookings(s, bookings.Owner(org_id=org.org_id), filters)
         return BookingPageOut(
             items=[BookingOut.of(b, now) for b in result.items],
@@ -144,7 +147,7 @@ def change_status(
 ) -> CancelOut:
     """Move a booking through its lifecycle, or record a payment taken at the desk."""
     with db.write() as s:
-        org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
+        org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug, roles=auth.DESK_ROLES)
         booking, refund = bookings.change_status(
             s,
             booking_id,

@@ -7,10 +7,17 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, status
 
 from boxoffice.api.deps import AppSettings, CurrentCaller, Db, SecretKey
-from boxoffice.api.schemas import MembershipOut, RegisterIn, TokenIn, TokenOut, UserOut
+from boxoffice.api.schemas import (
+    MembershipOut,
+    RegisterIn,
+    TokenIn,
+    TokenOut,
+    UserOut,
+    error_responses,
+)
 from boxoffice.services import auth
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=error_responses(401, 409))
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)

@@ -21,11 +21,14 @@ from boxoffice.api.schemas import (
     RoomType,
     TimeslotListOut,
     TimeslotOut,
+    error_responses,
 )
 from boxoffice.domain.money import to_major
 from boxoffice.services import auth, bookings, rooms, timeslots
 
-router = APIRouter(prefix="/api/v1/bookings", tags=["bookings"])
+router = APIRouter(
+    prefix="/api/v1/bookings", tags=["bookings"], responses=error_responses(401, 403, 404, 409)
+)
 
 IdempotencyKey = Annotated[
     str | None,

@@ -1,0 +1,1342 @@
+#!/usr/bin/env python
+"""Booking benchmark: a real `boxoffice serve` on PostgreSQL, driven over loopback HTTP.
+
+What it does, in order:
+
+1. creates a fresh PostgreSQL database (dropped at the end, whatever happens);
+2. starts ``boxoffice serve --port P --workers N`` as a subprocess on 127.0.0.1 and waits
+   for ``/healthz`` (``serve`` runs the migrations itself);
+3. seeds an organisation, an admin and one customer per client with the project's own
+   service functions, then rooms and timeslots through the HTTP API, and fetches one
+   bearer token per customer from ``POST /api/v1/auth/token``;
+4. measures the timeslot listing of a room with 5,000 timeslots (sequential requests);
+5. measures ``POST /api/v1/bookings`` with 1, 16 and 64 concurrent clients, uncontended
+   (every request a different free timeslot, spread over many rooms) and contended
+   (all clients on the same 20 timeslots with 3 seats each), each run bounded by a
+   request count and a duration, whichever comes first;
+6. audits every session in the database after each run (seat-holding bookings must
+   equal ``booked_count`` and never exceed ``max_participants``);
+7. writes ``bench/results/bookings-postgresql.{json,md}``.
+
+The load generator is one thread per client, each with its own persistent keep-alive
+``http.client.HTTPConnection`` (TCP_NODELAY), request bodies prebuilt as bytes. Threads
+spend nearly all their time blocked in ``recv`` with the GIL released, so the generator
+costs a few percent of one core at the rates measured here (its CPU time is reported per
+run), leaving the two cores to the server and PostgreSQL. An asyncio client would not be
+cheaper per request in pure Python, and a separate load tool would be a new dependency.
+
+Run ``python bench/bookings.py --help`` for the options; ``--quick`` is a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import platform
+import random
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy.engine import make_url
+
+from boxoffice.db.models import Session
+from boxoffice.db.session import Database
+from boxoffice.services import auth
+from boxoffice.services.organizations import create_organization
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+HOST = "127.0.0.1"
+PASSWORD = "bench-password-123"
+BOOKINGS_PATH = "/api/v1/bookings"
+SEAT_HOLDING = ("pending", "confirmed", "completed", "no_show")
+BENCH_DIR = Path(__file__).resolve().parent
+
+# Uncontended pool: many rooms, one seat per timeslot, 15-minute slots 06:00-22:00 UTC.
+POOL_ROOMS = 32
+POOL_SLOTS_PER_DAY = 64
+# Contended: 20 timeslots (30 minutes, 09:00-19:00) of 3 seats in a fresh room per run.
+CONTENDED_SLOTS = 20
+CONTENDED_SEATS = 3
+# Listing: 50 days x 100 ten-minute slots (04:00-20:40) = 5,000 timeslots in one room.
+LISTING_DAYS = 50
+LISTING_SLOTS = 5_000
+
+TARGET_BOOKINGS_PER_S = 300.0
+TARGET_BOOKINGS_CLIENTS = 16
+TARGET_P99_MS = 100.0
+TARGET_LISTING_P50_MS = 20.0
+
+
+# --- options ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    pg_url: str
+    workers: int
+    port: int
+    clients: tuple[int, ...]
+    requests: int
+    duration_s: float
+    warmup: int
+    repeats: int
+    listing_requests: int
+    timeout_s: float
+    seed: int
+    out: Path
+    profile_dir: Path | None
+    quick: bool
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    p = argparse.ArgumentParser(
+        description="Benchmark booking creation and timeslot listing on PostgreSQL.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--pg-url", default=DEFAULT_PG_URL, help="Base URL; a fresh DB is made next")
+    p.add_argument("--workers", type=int, default=2, help="Server processes")
+    p.add_argument("--port", type=int, default=0, help="Server port (0: a free one)")
+    p.add_argument("--clients", default="1,16,64", help="Concurrent clients, comma-separated")
+    p.add_argument("--requests", type=int, default=3000, help="Max requests per measured run")
+    p.add_argument("--duration", type=float, default=20.0, help="Max seconds per measured run")
+    p.add_argument("--warmup", type=int, default=200, help="Unmeasured requests before each run")
+    p.add_argument("--repeats", type=int, default=3, help="Runs per scenario; medians reported")
+    p.add_argument("--listing-requests", type=int, default=200, help="Per listing run")
+    p.add_argument("--timeout", type=float, default=30.0, help="Per-request timeout, seconds")
+    p.add_argument("--seed", type=int, default=1, help="Seed of the contended slot choice")
+    p.add_argument("--out", type=Path, default=None, help="Results path without suffix")
+    p.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="Record the server workers with py-spy during the first uncontended run "
+        f"with {TARGET_BOOKINGS_CLIENTS} clients (needs `pip install py-spy`)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="Smoke run: 1 repeat, 200 requests or 5 s per run, 20 listing requests",
+    )
+    a = p.parse_args(argv)
+    clients = tuple(sorted({int(x) for x in str(a.clients).split(",") if x.strip()}))
+    if not clients or min(clients) < 1:
+        p.error("--clients needs positive integers")
+    if a.quick:
+        a.requests, a.duration, a.warmup = min(a.requests, 200), min(a.duration, 5.0), 20
+        a.repeats, a.listing_requests = 1, min(a.listing_requests, 20)
+    for name in ("requests", "repeats", "listing_requests", "workers"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if a.duration <= 0 or a.warmup < 0 or a.timeout <= 0:
+        p.error("--duration and --timeout must be positive, --warmup not negative")
+    stem = "bookings-postgresql-quick" if a.quick else "bookings-postgresql"
+    return Options(
+        pg_url=a.pg_url,
+        workers=a.workers,
+        port=a.port,
+        clients=clients,
+        requests=a.requests,
+        duration_s=a.duration,
+        warmup=a.warmup,
+        repeats=a.repeats,
+        listing_requests=a.listing_requests,
+        timeout_s=a.timeout,
+        seed=a.seed,
+        out=a.out or BENCH_DIR / "results" / stem,
+        profile_dir=a.profile_dir,
+        quick=a.quick,
+    )
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- the database -------------------------------------------------------------------------
+
+
+@contextmanager
+def fresh_database(base_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database next to ``base_url``; dropped on the way out."""
+    admin = create_engine(
+        base_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
+    )
+    name = f"boxoffice_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        log(f"created database {name}")
+        yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        log(f"dropped database {name}")
+
+
+def seat_audit(engine: Engine) -> dict[str, int]:
+    """Every session's seat-holding bookings against its counters.
+
+    ``overbooked_seats`` sums the seats held beyond ``max_participants``; ``mismatched``
+    counts sessions whose ``booked_count`` differs from their seat-holding bookings.
+    Both must be 0.
+    """
+    holding = ", ".join(f"'{x}'" for x in SEAT_HOLDING)
+    sql = text(
+        f"""
+        SELECT count(*) AS sessions,
+               coalesce(sum(held), 0) AS seats_held,
+               coalesce(sum(greatest(held - max_participants, 0)), 0) AS overbooked_seats,
+               count(*) FILTER (WHERE held > max_participants) AS overbooked_sessions,
+               count(*) FILTER (WHERE held <> booked_count) AS mismatched
+        FROM (
+            SELECT s.max_participants, s.booked_count,
+                   count(b.id) FILTER (WHERE b.status IN ({holding})) AS held
+            FROM sessions s LEFT JOIN bookings b ON b.session_id = s.id
+            GROUP BY s.id, s.max_participants, s.booked_count
+        ) AS t
+        """
+    )
+    with engine.connect() as conn:
+        row = conn.execute(sql).mappings().one()
+    return {k: int(v) for k, v in row.items()}
+
+
+def count_bookings(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM bookings")).scalar_one())
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``boxoffice serve`` in its own process group, so it can be stopped as a whole."""
+
+    def __init__(self, db_url: str, *, port: int, workers: int, workdir: Path) -> None:
+        self.port = port or free_port()
+        self.log_path = workdir / "server.log"
+        exe = shutil.which("boxoffice")
+        base = [exe] if exe else [sys.executable, "-m", "boxoffice.cli"]
+        self.command = [*base, "serve", "--port", str(self.port), "--workers", str(workers)]
+        self.env = {
+            **os.environ,
+            "BOXOFFICE_DATABASE_URL": db_url,
+            "BOXOFFICE_DATA_DIR": str(workdir / "data"),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        with self.log_path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_tail()}")
+            with suppress(OSError, http.client.HTTPException):
+                status, _ = http_call(HOST, self.port, "GET", "/healthz", timeout=2)
+                if status == 200:
+                    log(f"server up on {HOST}:{self.port} (pid {self.proc.pid})")
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"server not healthy after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def worker_pids(self) -> list[int]:
+        """The uvicorn worker processes (descendants of the server) and the server itself."""
+        if self.proc is None:
+            return []
+        return [self.proc.pid, *descendants(self.proc.pid)]
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        log("server stopped")
+
+    def log_tail(self, lines: int = 40) -> str:
+        with suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def descendants(pid: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        current = frontier.pop()
+        children = [p for p, parent in parents.items() if parent == current]
+        found.extend(children)
+        frontier.extend(children)
+    return sorted(found)
+
+
+def process_ticks(pids: Sequence[int]) -> dict[int, int]:
+    """User + system CPU clock ticks consumed so far by each of these processes."""
+    ticks = {}
+    for pid in pids:
+        with suppress(OSError, IndexError, ValueError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            ticks[pid] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+    return pids
+
+
+def machine_busy_ticks() -> int:
+    """Clock ticks all CPUs spent not idle, from /proc/stat."""
+    with suppress(OSError, ValueError):
+        values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(values[:8]) - values[3] - values[4]  # minus idle and iowait
+    return 0
+
+
+class CpuMeter:
+    """CPU used over an interval: this process, the server, PostgreSQL and the machine.
+
+    PostgreSQL backends that exit during the interval are missed (their CPU is lost), so
+    ``postgres`` is a lower bound; ``machine`` counts everything.
+    """
+
+    def __init__(self, server_pids: Sequence[int]) -> None:
+        self.server_pids = list(server_pids)
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+        self.own0 = time.process_time()
+        self.server0 = process_ticks(self.server_pids)
+        self.pg0 = process_ticks(postgres_pids())
+        self.machine0 = machine_busy_ticks()
+
+    def stop(self) -> dict[str, float]:
+        """Average cores busy over the interval."""
+        elapsed = time.perf_counter() - self.t0
+        server = process_ticks(self.server_pids)
+        pg = process_ticks(postgres_pids())
+
+        def cores(ticks: float) -> float:
+            return ticks / self.tick / elapsed
+
+        self.new_backends = len(set(pg) - set(self.pg0))
+        return {
+            "client": (time.process_time() - self.own0) / elapsed,
+            "server": cores(sum(v - self.server0.get(p, 0) for p, v in server.items())),
+            "postgres": cores(sum(v - self.pg0.get(p, 0) for p, v in pg.items())),
+            "machine": cores(machine_busy_ticks() - self.machine0),
+        }
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+def http_call(
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, Any]:
+    """One request on a new connection; returns the status and the decoded JSON body."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        payload = None if body is None else json.dumps(body).encode()
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        conn.request(method, path, payload, hdrs)
+        resp = conn.getresponse()
+        raw = resp.read()
+        return resp.status, json.loads(raw) if raw else None
+    finally:
+        conn.close()
+
+
+class Client:
+    """One simulated customer: a bearer token and one persistent keep-alive connection."""
+
+    def __init__(self, port: int, token: str | None, timeout_s: float) -> None:
+        self.port = port
+        self.timeout_s = timeout_s
+        self.headers = {"Content-Type": "application/json"}
+        if token is not None:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.conn: http.client.HTTPConnection | None = None
+
+    def connect(self) -> None:
+        self.close()
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=self.timeout_s)
+        conn.connect()
+        # http.client sends headers and body in two writes: without this, Nagle's
+        # algorithm and delayed ACKs can add ~40 ms to a request.
+        assert conn.sock is not None
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.conn = conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def request(self, method: str, path: str, body: bytes | None) -> tuple[str, float, int]:
+        """Status (or the exception's name), seconds taken, response bytes."""
+        if self.conn is None:
+            self.connect()
+        assert self.conn is not None
+        started = time.perf_counter()
+        try:
+            self.conn.request(method, path, body, self.headers)
+            resp = self.conn.getresponse()
+            size = len(resp.read())
+            return str(resp.status), time.perf_counter() - started, size
+        except (OSError, http.client.HTTPException) as exc:
+            elapsed = time.perf_counter() - started
+            with suppress(OSError):
+                self.connect()
+            return type(exc).__name__, elapsed, 0
+
+
+# --- seeding ------------------------------------------------------------------------------
+
+
+@dataclass
+class Seed:
+    admin_token: str
+    customer_tokens: list[str]
+    pool_slots: list[str]  # one free seat each, interleaved across rooms
+    contended_rooms: list[list[str]]  # CONTENDED_SLOTS timeslot ids per room
+    listing_room: str
+    listing_day: date
+
+
+def seed(db_url: str, port: int, opts: Options, *, needed: int, contended_runs: int) -> Seed:
+    """An organisation, an admin, customers, rooms and timeslots; returns tokens and ids.
+
+    ``needed``: free seats for the uncontended scenario; ``contended_runs``: rooms of
+    CONTENDED_SLOTS timeslots, one per contended run.
+    """
+    started = time.perf_counter()
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    n_customers = max(opts.clients)
+    database = Database.from_url(db_url, pool_size=2)
+    try:
+        with database.write() as s:
+            create_organization(s, slug="bench", name="Bench", timezone="UTC", currency="EUR")
+            auth.create_admin(
+                s, email="admin@bench.example", password=PASSWORD, name="Admin", org_slug="bench"
+            )
+            for i in range(n_customers):
+                auth.register_user(
+                    s, email=f"c{i}@bench.example", password=PASSWORD, name=f"Customer {i}"
+                )
+    finally:
+        database.dispose()
+
+    def token(email: str) -> str:
+        status, body = http_call(
+            HOST, port, "POST", "/api/v1/auth/token", {"email": email, "password": PASSWORD}
+        )
+        if status != 200:
+            raise RuntimeError(f"token for {email}: {status} {body}")
+        return str(body["accessToken"])
+
+    # Password checks are deliberately slow (argon2): ask both workers at once.
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        emails = ["admin@bench.example", *(f"c{i}@bench.example" for i in range(n_customers))]
+        admin_token, *customer_tokens = executor.map(token, emails)
+    admin = {"Authorization": f"Bearer {admin_token}"}
+
+    def room(name: str, capacity: int) -> str:
+        body = {"name": name, "capacity": capacity, "roomType": "meeting", "hourlyRate": 0}
+        status, out = http_call(HOST, port, "POST", "/api/v1/admin/rooms", body, admin)
+        if status != 201:
+            raise RuntimeError(f"room {name}: {status} {out}")
+        return str(out["id"])
+
+    def generate(room_id: str, days: int, slot_min: int, hours: str, seats: int) -> int:
+        """Timeslots from tomorrow for ``days`` days; ``hours`` is "HH:MM-HH:MM" (UTC)."""
+        start, end = hours.split("-")
+        body = {
+            "roomId": room_id,
+            "startDate": tomorrow.isoformat(),
+            "endDate": (tomorrow + timedelta(days=days - 1)).isoformat(),
+            "slotDuration": slot_min,
+            "workingHours": {"start": start, "end": end},
+            "maxBookings": seats,
+        }
+        path = "/api/v1/admin/timeslots/generate"
+        status, out = http_call(HOST, port, "POST", path, body, admin)
+        if status != 201:
+            raise RuntimeError(f"generate for {room_id}: {status} {out}")
+        return int(out["created"])
+
+    # Every measured or warm-up request of the uncontended scenario takes a fresh seat.
+    pool_days = math.ceil(needed * 1.05 / (POOL_ROOMS * POOL_SLOTS_PER_DAY))
+    pool_rooms = [room(f"Pool {i}", 4) for i in range(POOL_ROOMS)]
+    for r in pool_rooms:
+        generate(r, pool_days, 15, "06:00-22:00", 1)
+
+    contended_ids = [room(f"Contended {i}", 10) for i in range(contended_runs)]
+    for r in contended_ids:
+        created = generate(r, 1, 30, "09:00-19:00", CONTENDED_SEATS)
+        assert created == CONTENDED_SLOTS, created
+
+    listing_room = room("Listing", 4)
+    created = generate(listing_room, LISTING_DAYS, 10, "04:00-20:40", 1)
+    assert created == LISTING_SLOTS, created
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            pool_uuids = [uuid.UUID(r) for r in pool_rooms]
+            rows = conn.execute(
+                select(Session.id)
+                .where(Session.room_id.in_(pool_uuids))
+                .order_by(Session.start_at, Session.room_id)
+            )
+            pool_slots = [str(x) for x in rows.scalars()]
+            contended: list[list[str]] = []
+            for r in contended_ids:
+                ids = conn.execute(
+                    select(Session.id)
+                    .where(Session.room_id == uuid.UUID(r))
+                    .order_by(Session.start_at)
+                )
+                contended.append([str(x) for x in ids.scalars()])
+    finally:
+        engine.dispose()
+    log(
+        f"seeded in {time.perf_counter() - started:.1f} s: {n_customers} customers, "
+        f"{len(pool_slots)} uncontended timeslots in {POOL_ROOMS} rooms, "
+        f"{contended_runs} contended rooms, a listing room with {LISTING_SLOTS} timeslots"
+    )
+    return Seed(
+        admin_token=admin_token,
+        customer_tokens=customer_tokens,
+        pool_slots=pool_slots,
+        contended_rooms=contended,
+        listing_room=listing_room,
+        listing_day=tomorrow + timedelta(days=LISTING_DAYS // 2),
+    )
+
+
+# --- load ---------------------------------------------------------------------------------
+
+# Chooses the timeslot of the n-th request of a burst (None: nothing left, stop).
+Picker = Callable[[int, random.Random], str | None]
+
+
+class Target:
+    """Where a scenario's requests go."""
+
+    def burst(self) -> Picker:
+        raise NotImplementedError
+
+    def used(self, issued: int) -> None:
+        """``issued`` request indexes of the last burst were handed out."""
+
+
+class FreshSeats(Target):
+    """Uncontended: every request takes a different, never-booked timeslot (one seat each),
+    consecutive requests in different rooms."""
+
+    def __init__(self, slots: list[str]) -> None:
+        self.slots = slots
+        self.cursor = 0
+
+    def burst(self) -> Picker:
+        base, slots = self.cursor, self.slots
+
+        def pick(n: int, _rng: random.Random) -> str | None:
+            return slots[base + n] if base + n < len(slots) else None
+
+        return pick
+
+    def used(self, issued: int) -> None:
+        self.cursor += issued
+
+    def left(self) -> int:
+        return len(self.slots) - self.cursor
+
+
+class SameSlots(Target):
+    """Contended: every request picks one of the same few timeslots at random."""
+
+    def __init__(self, slots: list[str]) -> None:
+        self.slots = slots
+
+    def burst(self) -> Picker:
+        slots = self.slots
+
+        def pick(_n: int, rng: random.Random) -> str | None:
+            return slots[rng.randrange(len(slots))]
+
+        return pick
+
+
+@dataclass
+class Load:
+    """What one bounded burst of booking requests produced."""
+
+    samples: list[tuple[str, float]]
+    elapsed_s: float
+    issued: int
+    cpu_cores: dict[str, float]
+    new_pg_backends: int
+
+
+def drive(
+    clients: Sequence[Client],
+    target: Target,
+    *,
+    max_requests: int,
+    max_seconds: float,
+    seed: int,
+    server_pids: Sequence[int],
+) -> Load:
+    """POST bookings from every client at once until ``max_requests`` or ``max_seconds``.
+
+    One thread per client, all released together by a barrier; each sends its next
+    request as soon as the previous answer arrives (closed loop, no think time).
+    """
+    pick = target.burst()
+    lock = threading.Lock()
+    next_index = [0]
+    clock: dict[str, float] = {}
+    per_client: list[list[tuple[str, float]]] = [[] for _ in clients]
+
+    def go() -> None:
+        clock["start"] = time.perf_counter()
+        clock["deadline"] = clock["start"] + max_seconds
+
+    barrier = threading.Barrier(len(clients) + 1, action=go)
+
+    def work(i: int) -> None:
+        client, out = clients[i], per_client[i]
+        rng = random.Random(seed * 10_007 + i)
+        barrier.wait()
+        deadline = clock["deadline"]
+        while time.perf_counter() < deadline:
+            with lock:
+                n = next_index[0]
+                if n >= max_requests:
+                    return
+                next_index[0] = n + 1
+            slot = pick(n, rng)
+            if slot is None:
+                return
+            body = b'{"timeslotId":"' + slot.encode() + b'"}'
+            status, seconds, _ = client.request("POST", BOOKINGS_PATH, body)
+            out.append((status, seconds))
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    meter = CpuMeter(server_pids)
+    meter.start()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - clock["start"]
+    cpu = meter.stop()
+    issued = min(next_index[0], max_requests)
+    target.used(issued)
+    return Load(
+        samples=[x for out in per_client for x in out],
+        elapsed_s=elapsed,
+        issued=issued,
+        cpu_cores=cpu,
+        new_pg_backends=meter.new_backends,
+    )
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values (q in 0..100)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
+    ms = sorted(x * 1000 for x in seconds)
+    return {
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": ms[-1] if ms else float("nan"),
+        "mean_ms": statistics.fmean(ms) if ms else float("nan"),
+    }
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    clients: int
+    repeat: int
+    requests: int
+    elapsed_s: float
+    bounded_by: str  # "requests" or "duration"
+    bookings_per_s: float  # 201s per second
+    requests_per_s: float
+    status: dict[str, int]  # HTTP status (or exception name) -> count
+    latency: dict[str, float]  # all requests
+    latency_201: dict[str, float]  # successful bookings only
+    new_bookings: int  # rows added to bookings during the run: must equal the 201s
+    audit: dict[str, int]  # seat_audit() of the whole database after the run
+    cpu_cores: dict[str, float]  # average cores busy: client, server, postgres, machine
+    new_pg_backends: int  # PostgreSQL connections opened during the run (pool churn)
+    profiled: bool = False
+
+
+def measure(
+    scenario: str,
+    clients: Sequence[Client],
+    target: Target,
+    warm_target: Target,
+    *,
+    opts: Options,
+    repeat: int,
+    server: Server,
+    engine: Engine,
+) -> RunResult:
+    """Warm up, then one measured, bounded run, then the seat audit."""
+    for c in clients:  # fresh connections: the server closes idle ones after 5 s
+        c.connect()
+    pids = server.worker_pids()
+    if opts.warmup:
+        warm = drive(
+            clients,
+            warm_target,
+            max_requests=opts.warmup,
+            max_seconds=max(opts.duration_s / 4, 2.0),
+            seed=opts.seed + 1000 + repeat,
+            server_pids=pids,
+        )
+        odd = Counter(s for s, _ in warm.samples if s not in ("201", "409"))
+        if odd:
+            log(f"  warm-up saw unexpected statuses: {dict(odd)}")
+    before = count_bookings(engine)
+    load = drive(
+        clients,
+        target,
+        max_requests=opts.requests,
+        max_seconds=opts.duration_s,
+        seed=opts.seed + repeat,
+        server_pids=pids,
+    )
+    new_bookings = count_bookings(engine) - before
+    statuses = Counter(s for s, _ in load.samples)
+    elapsed = load.elapsed_s
+    return RunResult(
+        scenario=scenario,
+        clients=len(clients),
+        repeat=repeat,
+        requests=len(load.samples),
+        elapsed_s=elapsed,
+        bounded_by="requests" if len(load.samples) >= opts.requests else "duration",
+        bookings_per_s=statuses.get("201", 0) / elapsed,
+        requests_per_s=len(load.samples) / elapsed,
+        status=dict(sorted(statuses.items())),
+        latency=latency_summary([s for _, s in load.samples]),
+        latency_201=latency_summary([s for st, s in load.samples if st == "201"]),
+        new_bookings=new_bookings,
+        audit=seat_audit(engine),
+        cpu_cores=load.cpu_cores,
+        new_pg_backends=load.new_pg_backends,
+    )
+
+
+def describe(r: RunResult) -> str:
+    other = sum(v for k, v in r.status.items() if k not in ("201", "409"))
+    cpu = r.cpu_cores
+    return (
+        f"{r.scenario:<11} c={r.clients:<3} #{r.repeat + 1} {r.requests:>5} req "
+        f"{r.elapsed_s:5.1f} s {r.bookings_per_s:7.1f} bookings/s {r.requests_per_s:7.1f} req/s "
+        f"p50 {r.latency['p50_ms']:6.1f} p99 {r.latency['p99_ms']:6.1f} ms "
+        f"201={r.status.get('201', 0)} 409={r.status.get('409', 0)} other={other} "
+        f"overbooked={r.audit['overbooked_seats']} mismatched={r.audit['mismatched']} "
+        f"cpu c/s/pg/all={cpu['client']:.2f}/{cpu['server']:.2f}/{cpu['postgres']:.2f}"
+        f"/{cpu['machine']:.2f} new-pg-conns={r.new_pg_backends}"
+    )
+
+
+# --- listing ------------------------------------------------------------------------------
+
+
+@dataclass
+class ListingResult:
+    name: str
+    path: str
+    repeat: int
+    requests: int
+    items: int
+    response_bytes: int
+    status: dict[str, int]
+    latency: dict[str, float]
+
+
+def measure_listing(
+    port: int, name: str, path: str, *, requests: int, repeat: int, timeout_s: float
+) -> ListingResult:
+    client = Client(port, None, timeout_s)
+    client.connect()
+    try:
+        status, body = http_call(HOST, port, "GET", path)
+        if status != 200:
+            raise RuntimeError(f"listing {path}: {status} {body}")
+        items = len(body["timeslots"])
+        for _ in range(10):  # warm-up
+            client.request("GET", path, None)
+        samples = [client.request("GET", path, None) for _ in range(requests)]
+    finally:
+        client.close()
+    return ListingResult(
+        name=name,
+        path=path,
+        repeat=repeat,
+        requests=requests,
+        items=items,
+        response_bytes=samples[-1][2],
+        status=dict(Counter(s for s, _, _ in samples)),
+        latency=latency_summary([s for _, s, _ in samples]),
+    )
+
+
+# --- profiling ----------------------------------------------------------------------------
+
+
+class Profiler:
+    """py-spy (``record --format raw``: collapsed stacks) on every server worker."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.outputs: list[Path] = []
+
+    def start(self, worker_pids: Sequence[int], seconds: float) -> bool:
+        spy = shutil.which("py-spy")
+        if spy is None:
+            log("py-spy not found (`pip install py-spy`): not profiling")
+            return False
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for pid in worker_pids:
+            out = self.directory / f"worker-{pid}.txt"
+            cmd = [spy, "record", "--pid", str(pid), "--duration", str(math.ceil(seconds))]
+            cmd += ["--rate", "200", "--format", "raw", "--nonblocking", "--output", str(out)]
+            self.procs.append(
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+            self.outputs.append(out)
+        time.sleep(1.0)  # let py-spy attach
+        log(f"py-spy recording workers {list(worker_pids)} into {self.directory}")
+        return True
+
+    def finish(self) -> None:
+        for p in self.procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.terminate()
+                p.wait(timeout=10)
+        self.procs.clear()
+        summary = profile_summary(self.outputs)
+        (self.directory / "summary.txt").write_text(summary)
+        log(f"profile summary in {self.directory / 'summary.txt'}")
+
+
+def profile_summary(paths: Sequence[Path], top: int = 40) -> str:
+    """Self and inclusive sample shares per function, from py-spy's collapsed stacks."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for path in paths:
+        with suppress(OSError):
+            for line in path.read_text().splitlines():
+                stack, _, count_text = line.rpartition(" ")
+                if not stack or not count_text.isdigit():
+                    continue
+                count = int(count_text)
+                frames = stack.split(";")[1:]  # the first frame names the thread
+                if not frames:
+                    continue
+                total += count
+                own[frames[-1]] += count
+                for frame in set(frames):
+                    inclusive[frame] += count
+    if not total:
+        return "no samples\n"
+    lines = [f"{total} samples from {len(paths)} worker(s)", "", "self %   function"]
+    lines += [f"{100 * n / total:6.1f}   {f}" for f, n in own.most_common(top)]
+    lines += ["", "total %  function (inclusive)"]
+    lines += [f"{100 * n / total:6.1f}   {f}" for f, n in inclusive.most_common(top * 2)]
+    return "\n".join(lines) + "\n"
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarise(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, int], list[RunResult]] = {}
+    for r in runs:
+        groups.setdefault((r.scenario, r.clients), []).append(r)
+    rows = []
+    for (scenario, clients), rs in groups.items():
+        codes = sorted({k for r in rs for k in r.status})
+        rows.append(
+            {
+                "scenario": scenario,
+                "clients": clients,
+                "runs": len(rs),
+                "requests": median([r.requests for r in rs]),
+                "bookings_per_s": median([r.bookings_per_s for r in rs]),
+                "requests_per_s": median([r.requests_per_s for r in rs]),
+                "p50_ms": median([r.latency["p50_ms"] for r in rs]),
+                "p99_ms": median([r.latency["p99_ms"] for r in rs]),
+                "status": {c: median([r.status.get(c, 0) for r in rs]) for c in codes},
+                "overbooked_seats": max(r.audit["overbooked_seats"] for r in rs),
+                "mismatched_sessions": max(r.audit["mismatched"] for r in rs),
+                "new_pg_backends": median([r.new_pg_backends for r in rs]),
+                "lost_or_phantom": max(abs(r.new_bookings - r.status.get("201", 0)) for r in rs),
+                "cpu_cores": {
+                    k: median([r.cpu_cores[k] for r in rs])
+                    for k in ("client", "server", "postgres", "machine")
+                },
+            }
+        )
+    return rows
+
+
+def summarise_listing(results: Sequence[ListingResult]) -> list[dict[str, Any]]:
+    groups: dict[str, list[ListingResult]] = {}
+    for r in results:
+        groups.setdefault(r.name, []).append(r)
+    return [
+        {
+            "name": name,
+            "path": rs[0].path,
+            "runs": len(rs),
+            "requests": rs[0].requests,
+            "items": rs[0].items,
+            "response_bytes": rs[0].response_bytes,
+            "p50_ms": median([r.latency["p50_ms"] for r in rs]),
+            "p99_ms": median([r.latency["p99_ms"] for r in rs]),
+            "non_200": sum(v for r in rs for k, v in r.status.items() if k != "200"),
+        }
+        for name, rs in groups.items()
+    ]
+
+
+def targets(summary: list[dict[str, Any]], listing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+    for row in summary:
+        if row["scenario"] == "uncontended" and row["clients"] == TARGET_BOOKINGS_CLIENTS:
+            checks.append(
+                {
+                    "target": f">= {TARGET_BOOKINGS_PER_S:.0f} bookings/s, uncontended, "
+                    f"{TARGET_BOOKINGS_CLIENTS} clients",
+                    "measured": f"{row['bookings_per_s']:.0f} bookings/s",
+                    "met": row["bookings_per_s"] >= TARGET_BOOKINGS_PER_S,
+                }
+            )
+            checks.append(
+                {
+                    "target": f"p99 < {TARGET_P99_MS:.0f} ms, uncontended, "
+                    f"{TARGET_BOOKINGS_CLIENTS} clients",
+                    "measured": f"{row['p99_ms']:.1f} ms",
+                    "met": row["p99_ms"] < TARGET_P99_MS,
+                }
+            )
+    for row in listing:
+        checks.append(
+            {
+                "target": f"listing p50 < {TARGET_LISTING_P50_MS:.0f} ms ({row['name']})",
+                "measured": f"{row['p50_ms']:.1f} ms",
+                "met": row["p50_ms"] < TARGET_LISTING_P50_MS,
+            }
+        )
+    overbooked = sum(r["overbooked_seats"] + r["mismatched_sessions"] for r in summary)
+    checks.append(
+        {
+            "target": "0 overbooked seats and 0 count mismatches",
+            "measured": str(overbooked),
+            "met": overbooked == 0,
+        }
+    )
+    return checks
+
+
+def machine_info(engine: Engine, opts: Options) -> dict[str, Any]:
+    cpu_model = ""
+    with suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    mem_gib = 0.0
+    with suppress(OSError, ValueError, IndexError):
+        first = Path("/proc/meminfo").read_text().splitlines()[0]
+        mem_gib = int(first.split()[1]) / 1024 / 1024
+    with engine.connect() as conn:
+        pg_version = str(conn.execute(text("SHOW server_version")).scalar_one())
+    packages = {}
+    for name in ("boxoffice", "fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"):
+        with suppress(metadata.PackageNotFoundError):
+            packages[name] = metadata.version(name)
+    commit = ""
+    with suppress(OSError, subprocess.SubprocessError):
+        repo = BENCH_DIR.parent
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--", "boxoffice"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        if commit and dirty:
+            commit += " (boxoffice/ modified)"
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model,
+        "memory_gib": round(mem_gib, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "postgresql": pg_version,
+        "packages": packages,
+        "git": commit,
+        "workers": opts.workers,
+    }
+
+
+def command_line() -> str:
+    script = os.path.relpath(Path(sys.argv[0]).resolve(), Path.cwd())
+    return shlex.join(["python", script, *sys.argv[1:]])
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    o = report["options"]
+    lines = [
+        "# Booking benchmark: PostgreSQL",
+        "",
+        f"- Date: {m['date']}; git {m['git'] or 'unknown'}",
+        f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}",
+        f"- Python {m['python']}, PostgreSQL {m['postgresql']}, "
+        + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
+        f"- Server: `boxoffice serve --workers {o['workers']}` on 127.0.0.1; load generator, "
+        "server and PostgreSQL share the machine",
+        f"- Command: `{report['command']}`",
+        f"- Each run: at most {o['requests']} requests or {o['duration_s']:g} s, after "
+        f"{o['warmup']} warm-up requests; {o['repeats']} run(s) per row, medians shown",
+        "",
+        "## Booking creation (POST /api/v1/bookings)",
+        "",
+        "| Scenario | Clients | Requests | Bookings/s | Requests/s | p50 ms | p99 ms "
+        "| 201 | 409 | Other | Overbooked | CPU cores: client / server / pg / machine |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in report["summary"]:
+        st = row["status"]
+        other = sum(v for k, v in st.items() if k not in ("201", "409"))
+        cpu = row["cpu_cores"]
+        lines.append(
+            f"| {row['scenario']} | {row['clients']} | {row['requests']:.0f} "
+            f"| {row['bookings_per_s']:.1f} | {row['requests_per_s']:.1f} "
+            f"| {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {st.get('201', 0):.0f} "
+            f"| {st.get('409', 0):.0f} | {other:.0f} "
+            f"| {row['overbooked_seats'] + row['mismatched_sessions']} "
+            f"| {cpu['client']:.2f} / {cpu['server']:.2f} / {cpu['postgres']:.2f} "
+            f"/ {cpu['machine']:.2f} |"
+        )
+    lines += [
+        "",
+        "Overbooked: seats held beyond `max_participants` plus sessions whose `booked_count` "
+        "differs from their seat-holding bookings, audited over every session after each run "
+        "(worst run shown). Contended: 20 timeslots x 3 seats = 60 bookings possible per run. "
+        "CPU cores: average cores busy during the run for the load generator, the server "
+        "workers, PostgreSQL (backends that exit mid-run are missed) and the whole machine "
+        "(2 = saturated).",
+        "",
+        "## Timeslot listing (room with 5,000 timeslots, sequential requests)",
+        "",
+        "| Request | Items | Bytes | Requests | p50 ms | p99 ms | non-200 |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in report["listing_summary"]:
+        lines.append(
+            f"| `{row['path'].split('/timeslots', 1)[1] or '(no query)'}` ({row['name']}) "
+            f"| {row['items']} | {row['response_bytes']} | {row['requests']} "
+            f"| {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['non_200']} |"
+        )
+    lines += ["", "## Targets", "", "| Target | Measured | Met |", "|---|--:|---|"]
+    for c in report["targets"]:
+        lines.append(f"| {c['target']} | {c['measured']} | {'yes' if c['met'] else '**no**'} |")
+    lines += [
+        "",
+        "## Every run",
+        "",
+        "| Scenario | Clients | Run | Requests | Seconds | Bound | Bookings/s | p50 ms "
+        "| p99 ms | Statuses | New PG conns |",
+        "|---|--:|--:|--:|--:|---|--:|--:|--:|---|--:|",
+    ]
+    for r in report["runs"]:
+        statuses = ", ".join(f"{k}: {v}" for k, v in r["status"].items())
+        lines.append(
+            f"| {r['scenario']} | {r['clients']} | {r['repeat'] + 1} | {r['requests']} "
+            f"| {r['elapsed_s']:.1f} | {r['bounded_by']} | {r['bookings_per_s']:.1f} "
+            f"| {r['latency']['p50_ms']:.1f} | {r['latency']['p99_ms']:.1f} | {statuses} "
+            f"| {r['new_pg_backends']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_results(report: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for suffix, content in (
+        (".json", json.dumps(report, indent=2, default=str) + "\n"),
+        (".md", render_markdown(report)),
+    ):
+        target = out.with_name(out.name + suffix)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(content)
+        tmp.replace(target)
+        log(f"wrote {target}")
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def run(opts: Options) -> dict[str, Any]:
+    levels = len(opts.clients)
+    extra_runs = 1 if opts.profile_dir else 0
+    # Seats the uncontended scenario may take: warm-ups, measured runs, the global warm-up.
+    needed = (opts.repeats * levels + extra_runs) * (opts.requests + opts.warmup)
+    needed += max(opts.warmup, 4 * max(opts.clients))
+    contended_runs = opts.repeats * levels + 1  # + 1: the room every contended warm-up uses
+    runs: list[RunResult] = []
+    listings: list[ListingResult] = []
+    clients: list[Client] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="boxoffice-bench-") as tmp,
+        fresh_database(opts.pg_url) as db_url,
+    ):
+        server = Server(db_url, port=opts.port, workers=opts.workers, workdir=Path(tmp))
+        engine = create_engine(db_url, pool_size=1)
+        try:
+            server.start()
+            data = seed(db_url, server.port, opts, needed=needed, contended_runs=contended_runs)
+            clients = [Client(server.port, t, opts.timeout_s) for t in data.customer_tokens]
+            listings = run_listings(server.port, data, opts)
+
+            pool = FreshSeats(data.pool_slots)
+            contended_warm = SameSlots(data.contended_rooms[-1])
+            contended_rooms = iter(data.contended_rooms[:-1])
+            # One warm-up with every client fills each worker's database connection pool.
+            for c in clients:
+                c.connect()
+            warm = drive(
+                clients,
+                pool,
+                max_requests=max(opts.warmup, 4 * len(clients)),
+                max_seconds=10,
+                seed=0,
+                server_pids=server.worker_pids(),
+            )
+            log(f"global warm-up: {dict(Counter(s for s, _ in warm.samples))}")
+
+            for repeat in range(opts.repeats):
+                for scenario in ("uncontended", "contended"):
+                    for n in opts.clients:
+                        if scenario == "uncontended":
+                            target: Target = pool
+                            warm_target: Target = pool
+                        else:
+                            target, warm_target = SameSlots(next(contended_rooms)), contended_warm
+                        result = measure(
+                            scenario,
+                            clients[:n],
+                            target,
+                            warm_target,
+                            opts=opts,
+                            repeat=repeat,
+                            server=server,
+                            engine=engine,
+                        )
+                        runs.append(result)
+                        log(describe(result))
+            profiled = None
+            if opts.profile_dir is not None:
+                profiled = profile_run(clients, pool, opts, opts.profile_dir, server, engine)
+            machine = machine_info(engine, opts)
+        except BaseException:
+            tail = server.log_tail()
+            if tail:
+                print(f"--- server log (last lines) ---\n{tail}", file=sys.stderr)
+            raise
+        finally:
+            for c in clients:
+                c.close()
+            server.stop()
+            engine.dispose()
+
+    summary = summarise(runs)
+    listing_summary = summarise_listing(listings)
+    return {
+        "benchmark": "bookings-postgresql",
+        "command": command_line(),
+        "machine": machine,
+        "options": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in asdict(opts).items()
+            if k != "pg_url"
+        },
+        "summary": summary,
+        "listing_summary": listing_summary,
+        "targets": targets(summary, listing_summary),
+        "runs": [asdict(r) for r in runs],
+        "listing_runs": [asdict(r) for r in listings],
+        "profiled_run": asdict(profiled) if profiled else None,
+    }
+
+
+def run_listings(port: int, data: Seed, opts: Options) -> list[ListingResult]:
+    room = f"/api/v1/bookings/rooms/{data.listing_room}/timeslots"
+    views = [("one day", f"{room}?date={data.listing_day.isoformat()}"), ("default window", room)]
+    results = []
+    for repeat in range(opts.repeats):
+        for name, path in views:
+            res = measure_listing(
+                port,
+                name,
+                path,
+                requests=opts.listing_requests,
+                repeat=repeat,
+                timeout_s=opts.timeout_s,
+            )
+            results.append(res)
+            log(
+                f"listing {name:<14} #{repeat + 1}: {res.items} items, "
+                f"p50 {res.latency['p50_ms']:.1f} ms, p99 {res.latency['p99_ms']:.1f} ms"
+            )
+    return results
+
+
+def profile_run(
+    clients: Sequence[Client],
+    pool: FreshSeats,
+    opts: Options,
+    directory: Path,
+    server: Server,
+    engine: Engine,
+) -> RunResult | None:
+    """One extra uncontended run with the target's client count, under py-spy.
+
+    Kept out of the summary: py-spy takes CPU from the same two cores.
+    """
+    n = min(TARGET_BOOKINGS_CLIENTS, len(clients))
+    profiler = Profiler(directory)
+    workers = [p for p in server.worker_pids() if server.proc and p != server.proc.pid]
+    if not profiler.start(workers, opts.duration_s + max(opts.duration_s / 4, 2.0) + 2):
+        return None
+    try:
+        result = measure(
+            "uncontended",
+            clients[:n],
+            pool,
+            pool,
+            opts=opts,
+            repeat=opts.repeats,
+            server=server,
+            engine=engine,
+        )
+    finally:
+        profiler.finish()
+    result.profiled = True
+    log("profiled: " + describe(result))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+
+    def terminate(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    started = time.perf_counter()
+    report = run(opts)
+    report["wall_seconds"] = round(time.perf_counter() - started, 1)
+    write_results(report, opts.out)
+    print()
+    print(render_markdown(report))
+    return 0 if all(c["met"] for c in report["targets"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
