@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -10,7 +12,7 @@ import typer
 import uvicorn
 
 from boxoffice.db import migrate as migrations
-from boxoffice.db.session import Database
+from boxoffice.db.session import Database, Db
 from boxoffice.domain.errors import DomainError, NotFound
 from boxoffice.services import auth, demo
 from boxoffice.services.organizations import create_organization, get_organization_by_slug
@@ -19,14 +21,25 @@ from boxoffice.settings import Settings, get_settings
 app = typer.Typer(help="Box Office booking engine.", no_args_is_help=True)
 
 
-def _database(settings: Settings) -> Database:
-    return Database.from_url(settings.sqlalchemy_url, pool_size=2)
-
-
 def _migrate(settings: Settings) -> None:
-    db = _database(settings)
+    db = Database.from_url(settings.sqlalchemy_url, pool_size=2)
     try:
         migrations.upgrade(db.engine)
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def _command_transaction(settings: Settings) -> Iterator[Db]:
+    """Migrate, then run the command in one write transaction; domain errors exit 1."""
+    _migrate(settings)
+    db = Database.from_url(settings.sqlalchemy_url, pool_size=2)
+    try:
+        with db.write() as s:
+            yield s
+    except DomainError as exc:
+        typer.echo(f"Error: {exc.message}", err=True)
+        raise typer.Exit(code=1) from exc
     finally:
         db.dispose()
 
@@ -62,13 +75,8 @@ def demo_command(
 ) -> None:
     """Create the database, seed a demo organisation and serve it."""
     settings = get_settings()
-    _migrate(settings)
-    db = _database(settings)
-    try:
-        with db.write() as s:
-            summary = demo.seed_demo(s, now=datetime.now(UTC))
-    finally:
-        db.dispose()
+    with _command_transaction(settings) as s:
+        summary = demo.seed_demo(s, now=datetime.now(UTC))
     typer.echo(
         f"Demo organisation '{summary.org_slug}': {summary.rooms} rooms, "
         f"{summary.timeslots_created} new timeslots for the next 14 days.\n"
@@ -92,24 +100,15 @@ def create_admin(
     currency: Annotated[str, typer.Option(help="ISO currency of a new organisation")] = "EUR",
 ) -> None:
     """Create an account (or reset its password) as owner of an organisation."""
-    settings = get_settings()
-    _migrate(settings)
-    db = _database(settings)
-    try:
-        with db.write() as s:
-            try:
-                get_organization_by_slug(s, org)
-            except NotFound:
-                create_organization(
-                    s, slug=org, name=org_name or org, timezone=timezone, currency=currency
-                )
-            user = auth.create_admin(s, email=email, password=password, name=name, org_slug=org)
-            typer.echo(f"{user.email} is now owner of '{org}'.")
-    except DomainError as exc:
-        typer.echo(f"Error: {exc.message}", err=True)
-        raise typer.Exit(code=1) from exc
-    finally:
-        db.dispose()
+    with _command_transaction(get_settings()) as s:
+        try:
+            get_organization_by_slug(s, org)
+        except NotFound:
+            create_organization(
+                s, slug=org, name=org_name or org, timezone=timezone, currency=currency
+            )
+        user = auth.create_admin(s, email=email, password=password, name=name, org_slug=org)
+    typer.echo(f"{user.email} is now owner of '{org}'.")
 
 
 def _run_server(
