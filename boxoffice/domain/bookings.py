@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -83,14 +84,30 @@ DEFAULT_REFUND_POLICY: tuple[RefundTier, ...] = (RefundTier(24, 100), RefundTier
 
 
 def validate_policy(tiers: Sequence[RefundTier]) -> tuple[RefundTier, ...]:
-    """Check a policy and return it ordered from the earliest cancellation."""
+    """Check a policy and return it ordered from the earliest cancellation.
+
+    A later cancellation may never refund more than an earlier one, and no two
+    tiers may share a bound (their order would decide the refund).
+    """
     for tier in tiers:
         if tier.min_hours_before < 0 or not 0 <= tier.percent <= 100:
             raise InvalidInput(
                 "Refund tiers need hours >= 0 and a percent from 0 to 100.",
                 {"tier": {"minHoursBefore": tier.min_hours_before, "percent": tier.percent}},
             )
-    return tuple(sorted(tiers, key=lambda t: t.min_hours_before, reverse=True))
+    ordered = tuple(sorted(tiers, key=lambda t: t.min_hours_before, reverse=True))
+    for earlier, later in pairwise(ordered):
+        if later.min_hours_before == earlier.min_hours_before or later.percent > earlier.percent:
+            raise InvalidInput(
+                "Refund tiers need distinct hours, and a later cancellation cannot refund more.",
+                {
+                    "tiers": [
+                        {"minHoursBefore": t.min_hours_before, "percent": t.percent}
+                        for t in (earlier, later)
+                    ]
+                },
+            )
+    return ordered
 
 
 def refund_percent(

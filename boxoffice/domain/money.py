@@ -7,7 +7,7 @@ edge, through :func:`to_minor` and :func:`to_major`.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import MAX_PREC, Context, Decimal, InvalidOperation
 
 from boxoffice.domain.errors import InvalidInput
 
@@ -18,6 +18,12 @@ _EXPONENTS: dict[str, int] = {
     **dict.fromkeys(_ZERO_DECIMAL.split(), 0),
     **dict.fromkeys(_THREE_DECIMAL.split(), 3),
 }
+
+
+# Larger amounts are refused as input errors: their minor units would not fit the
+# database's 32-bit integer columns.
+MAX_MINOR = 2**31 - 1
+_MAX_MAJOR = 10**12  # bounds the digits, so the conversion below is exact
 
 
 def exponent(currency: str) -> int:
@@ -31,15 +37,23 @@ def to_minor(amount: Decimal | float | int | str, currency: str) -> int:
     Refuses amounts with more decimals than the currency has, rather than
     rounding a price silently.
     """
-    value = Decimal(str(amount))
+    try:
+        value = Decimal(str(amount))
+    except InvalidOperation as exc:
+        raise InvalidInput("Amount must be a number.", {"amount": str(amount)}) from exc
     if not value.is_finite():
         raise InvalidInput("Amount must be a finite number.", {"amount": str(amount)})
-    scaled = value.scaleb(exponent(currency))
+    too_large = InvalidInput("Amount is too large.", {"amount": str(value)})
+    if abs(value) >= _MAX_MAJOR:
+        raise too_large
+    scaled = value.scaleb(exponent(currency), context=Context(prec=MAX_PREC))
     if scaled != scaled.to_integral_value():
         raise InvalidInput(
             f"Amount {value} has more decimals than {currency.upper()} allows.",
             {"amount": str(value), "currency": currency.upper()},
         )
+    if abs(scaled) > MAX_MINOR:
+        raise too_large
     return int(scaled)
 
 

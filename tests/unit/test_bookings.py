@@ -336,7 +336,7 @@ def test_refund_is_bounded_and_never_grows_as_cancellation_moves_later(
     assert first == paid_minor * percent // 100
 
 
-# --- documented bug -------------------------------------------------------------------
+# --- policies that would refund more for a later cancellation --------------------------
 
 
 @pytest.mark.parametrize(
@@ -349,8 +349,8 @@ def test_refund_is_bounded_and_never_grows_as_cancellation_moves_later(
 def test_validate_policy_rejects_policies_where_a_later_cancellation_refunds_more(
     tiers: tuple[RefundTier, ...],
 ) -> None:
-    """BUG: validate_policy accepts these, so cancelling 30 h before the start refunds
-    100 % but cancelling 50 h before refunds 10 % (first case), and with two tiers at the
-    same hours the refund depends on the order the admin listed them (second case)."""
+    """Else cancelling 30 h before the start would refund 100 % but 50 h before only
+    10 % (first case), and with two tiers at the same hours the refund would depend on
+    the order the admin listed them (second case)."""
     with pytest.raises(InvalidInput):
         validate_policy(tiers)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from boxoffice.domain.errors import InvalidInput
-from boxoffice.domain.money import exponent, percent_of, prorate, to_major, to_minor
+from boxoffice.domain.money import MAX_MINOR, exponent, percent_of, prorate, to_major, to_minor
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_to_major(minor: int, currency: str, major: float) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    minor=st.integers(-(10**14), 10**14),
+    minor=st.integers(-MAX_MINOR, MAX_MINOR),
     currency=st.sampled_from(["EUR", "USD", "JPY", "KWD", "BHD"]),
 )
 def test_to_major_and_back_is_exact(minor: int, currency: str) -> None:
@@ -160,26 +160,27 @@ def test_prorate_is_the_exact_price_rounded_half_up(minor_per_hour: int, minutes
     assert prorate(minor_per_hour, minutes) == floor(exact + Fraction(1, 2))
 
 
-# --- documented bug -------------------------------------------------------------------
+# --- bounds -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("amount", "minor"),
+    ("amount", "currency", "message"),
     [
-        # 31 significant digits: more than the default decimal context keeps (28).
-        ("12345678901234567890123456789.01", 1234567890123456789012345678901),
-        ("1234567890123456789012345678.005", None),  # one decimal too many for EUR
+        # 31 significant digits: beyond the default decimal context (28) and any column.
+        ("12345678901234567890123456789.01", "EUR", "too large"),
+        ("1234567890123456789012345678.005", "EUR", "too large"),
+        ("1e400", "EUR", "too large"),
+        ("21474836.48", "EUR", "too large"),  # 2**31 minor units
+        ("2147483.648", "KWD", "too large"),
+        ("abc", "EUR", "must be a number"),
     ],
-    ids=["rounded-silently", "extra-decimal-accepted"],
 )
-def test_to_minor_is_exact_for_amounts_beyond_the_decimal_context_precision(
-    amount: str, minor: int | None
-) -> None:
-    """BUG: Decimal.scaleb rounds to the context's 28 digits, so to_minor returns
-    1234567890123456789012345679000 for the first amount (not exact) and rounds the
-    second to an integer instead of refusing its third decimal."""
-    if minor is None:
-        with pytest.raises(InvalidInput):
-            to_minor(amount, "EUR")
-    else:
-        assert to_minor(amount, "EUR") == minor
+def test_to_minor_refuses_what_no_column_can_hold(amount: str, currency: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        to_minor(amount, currency)
+
+
+def test_to_minor_is_exact_up_to_the_largest_amount() -> None:
+    assert to_minor("21474836.47", "EUR") == MAX_MINOR
+    assert to_minor("-21474836.47", "EUR") == -MAX_MINOR
+    assert to_minor("2147483647", "JPY") == MAX_MINOR
