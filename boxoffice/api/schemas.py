@@ -19,7 +19,7 @@ RoomType = Literal["office", "consultation", "meeting", "treatment"]
 BookingStatusName = Literal["draft", "pending", "confirmed", "cancelled", "completed", "no_show"]
 PaymentStatusName = Literal["pending", "paid", "refunded", "not_required"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Money = Annotated[Decimal, Field(ge=0, le=1_000_000, max_digits=12)]
+Money = Annotated[Decimal, Field(ge=0, le=100_000, max_digits=12)]
 
 
 class In(BaseModel):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from datetime import datetime, timedelta
 from enum import StrEnum
+from itertools import pairwise
 
 from boxoffice.domain.errors import IllegalTransition, InvalidInput
 from boxoffice.domain.money import percent_of

@@ -13,7 +13,7 @@ from boxoffice.db.locking import for_update
 from boxoffice.db.models import Room, Session
 from boxoffice.db.session import Db
 from boxoffice.domain.errors import InvalidInput, NotFound
-from boxoffice.domain.money import prorate
+from boxoffice.domain.money import MAX_MINOR, prorate
 from boxoffice.domain.timeslots import GenerationRequest, Interval, generate_slots, without_overlaps
 from boxoffice.services.rooms import get_room
 
@@ -147,8 +147,13 @@ def generate_timeslots(
         )
     )
     fresh = without_overlaps(candidates, [Interval(s, e) for s, e in taken])
+    price = prorate(room.hourly_rate_minor, slot_min)
+    if price > MAX_MINOR:
+        raise InvalidInput(
+            "The price of one slot (hourly rate x duration) is too large.",
+            {"slotDuration": slot_min},
+        )
     if fresh:
-        price = prorate(room.hourly_rate_minor, slot_min)
         db.execute(
             insert(Session),
             [
