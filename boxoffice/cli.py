@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-import uvicorn
 
+from boxoffice import server
 from boxoffice.db import migrate as migrations
 from boxoffice.db.session import Database, Db
 from boxoffice.domain.errors import DomainError, NotFound
@@ -119,15 +119,7 @@ def _run_server(
     settings.resolved_secret_key()
     os.environ["BOXOFFICE_DATABASE_URL"] = settings.sqlalchemy_url
     os.environ["BOXOFFICE_DATA_DIR"] = str(settings.data_dir.resolve())
-    uvicorn.run(
-        "boxoffice.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=access_log,
-        log_level="info",
-    )
+    server.run(host=host, port=port, workers=workers, access_log=access_log)
 
 
 def _safe_url(settings: Settings) -> str:
