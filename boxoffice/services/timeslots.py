@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, select
+from sqlalchemy.orm import joinedload
 
 from boxoffice.db.locking import for_update
 from boxoffice.db.models import Room, Session
@@ -93,7 +94,8 @@ def list_timeslots(
 
 
 def get_timeslot(db: Db, timeslot_id: uuid.UUID) -> Session:
-    session = db.get(Session, timeslot_id)
+    """A room timeslot with its room and organisation, in one query."""
+    session = db.get(Session, timeslot_id, options=[joinedload(Session.room)])
     if session is None or session.room_id is None:
         raise NotFound("Timeslot not found.", {"timeslotId": str(timeslot_id)})
     return session
