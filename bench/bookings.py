@@ -16,7 +16,9 @@ What it does, in order:
    request count and a duration, whichever comes first;
 6. audits every session in the database after each run (seat-holding bookings must
    equal ``booked_count`` and never exceed ``max_participants``);
-7. writes ``bench/results/bookings-postgresql.{json,md}``.
+7. writes ``bench/results/bookings-postgresql.{json,md}``;
+8. optionally (``--profile-dir``) runs one more uncontended run under py-spy and
+   summarises where the server workers spend their GIL time.
 
 The load generator is one thread per client, each with its own persistent keep-alive
 ``http.client.HTTPConnection`` (TCP_NODELAY), request bodies prebuilt as bytes. Threads
@@ -84,6 +86,14 @@ CONTENDED_SEATS = 3
 LISTING_DAYS = 50
 LISTING_SLOTS = 5_000
 
+PG_SETTINGS = (
+    "max_connections",
+    "shared_buffers",
+    "synchronous_commit",
+    "fsync",
+    "autovacuum",
+)
+
 TARGET_BOOKINGS_PER_S = 300.0
 TARGET_BOOKINGS_CLIENTS = 16
 TARGET_P99_MS = 100.0
@@ -108,6 +118,7 @@ class Options:
     seed: int
     out: Path
     profile_dir: Path | None
+    balance: bool
     quick: bool
 
 
@@ -127,13 +138,26 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     p.add_argument("--listing-requests", type=int, default=200, help="Per listing run")
     p.add_argument("--timeout", type=float, default=30.0, help="Per-request timeout, seconds")
     p.add_argument("--seed", type=int, default=1, help="Seed of the contended slot choice")
-    p.add_argument("--out", type=Path, default=None, help="Results path without suffix")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="Results path without suffix (default: bench/results/bookings-postgresql, "
+        "with -balanced and -quick appended for those modes)",
+    )
     p.add_argument(
         "--profile-dir",
         type=Path,
         default=None,
-        help="Record the server workers with py-spy during the first uncontended run "
-        f"with {TARGET_BOOKINGS_CLIENTS} clients (needs `pip install py-spy`)",
+        help="After the measured runs, one extra uncontended run with "
+        f"{TARGET_BOOKINGS_CLIENTS} clients under py-spy (GIL samples of every worker, "
+        "summary.txt by phase); kept out of the results. Needs `pip install py-spy`",
+    )
+    p.add_argument(
+        "--balance-connections",
+        action="store_true",
+        help="Diagnostic: reconnect clients until every server worker holds the same number "
+        "of connections (results go to a separate '-balanced' file)",
     )
     p.add_argument(
         "--quick",
@@ -152,7 +176,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if a.duration <= 0 or a.warmup < 0 or a.timeout <= 0:
         p.error("--duration and --timeout must be positive, --warmup not negative")
-    stem = "bookings-postgresql-quick" if a.quick else "bookings-postgresql"
+    stem = "bookings-postgresql" + ("-balanced" if a.balance_connections else "")
+    stem += "-quick" if a.quick else ""
     return Options(
         pg_url=a.pg_url,
         workers=a.workers,
@@ -167,6 +192,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         seed=a.seed,
         out=a.out or BENCH_DIR / "results" / stem,
         profile_dir=a.profile_dir,
+        balance=a.balance_connections,
         quick=a.quick,
     )
 
@@ -277,10 +303,21 @@ class Server:
         raise RuntimeError(f"server not healthy after {timeout_s:.0f} s:\n{self.log_tail()}")
 
     def worker_pids(self) -> list[int]:
-        """The uvicorn worker processes (descendants of the server) and the server itself."""
+        """The server process and all its descendants (CPU accounting)."""
         if self.proc is None:
             return []
         return [self.proc.pid, *descendants(self.proc.pid)]
+
+    def http_workers(self) -> list[int]:
+        """The processes serving HTTP: uvicorn's spawned workers, or the server itself."""
+        if self.proc is None:
+            return []
+        spawned = []
+        for pid in descendants(self.proc.pid):
+            with suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    spawned.append(pid)
+        return spawned or [self.proc.pid]
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -339,19 +376,74 @@ def postgres_pids() -> list[int]:
     return pids
 
 
-def machine_busy_ticks() -> int:
-    """Clock ticks all CPUs spent not idle, from /proc/stat."""
-    with suppress(OSError, ValueError):
+def client_workers(server: Server, clients: Sequence[Client]) -> list[int | None]:
+    """The server worker (pid) holding each client's connection, from /proc."""
+    by_port = {c.local_port: i for i, c in enumerate(clients) if c.local_port}
+    inode_client: dict[str, int] = {}
+    with suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            cols = line.split()
+            local_port = int(cols[1].split(":")[1], 16)
+            remote_port = int(cols[2].split(":")[1], 16)
+            if local_port == server.port and remote_port in by_port:
+                inode_client[cols[9]] = by_port[remote_port]
+    owners: list[int | None] = [None] * len(clients)
+    for pid in server.http_workers():
+        with suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:[") and link[8:-1] in inode_client:
+                        owners[inode_client[link[8:-1]]] = pid
+    return owners
+
+
+def connections_per_worker(server: Server, clients: Sequence[Client]) -> list[int]:
+    """How many of the clients' connections each server worker holds, busiest first.
+
+    Workers share one listening socket; Linux wakes the worker that waited last, so one
+    idle worker tends to accept a whole burst of new connections (the ``Conns/worker``
+    column shows how uneven that gets).
+    """
+    owners = Counter(client_workers(server, clients))
+    return sorted((owners.get(pid, 0) for pid in server.http_workers()), reverse=True)
+
+
+def balance_connections(server: Server, clients: Sequence[Client], attempts: int = 2000) -> None:
+    """Reconnect clients until the server workers hold equal shares (within one).
+
+    A diagnostic, not what clients normally get: it shows the capacity the server would
+    have if connections were spread evenly (as with one SO_REUSEPORT socket per worker).
+    """
+    workers = server.http_workers()
+    for _ in range(attempts):
+        owners = client_workers(server, clients)
+        counts = Counter({pid: 0 for pid in workers})
+        counts.update(o for o in owners if o is not None)
+        busiest, most = counts.most_common(1)[0]
+        if most - min(counts.values()) <= 1 and None not in owners:
+            return
+        victim = next(i for i, o in enumerate(owners) if o == busiest or o is None)
+        clients[victim].connect()
+        time.sleep(0.002)
+    log(f"  could not balance connections: {connections_per_worker(server, clients)}")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """Clock ticks all CPUs spent busy, and ticks stolen by the hypervisor (/proc/stat)."""
+    with suppress(OSError, ValueError, IndexError):
         values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(values[:8]) - values[3] - values[4]  # minus idle and iowait
-    return 0
+        user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
+        return user + nice + system + irq + softirq, steal
+    return 0, 0
 
 
 class CpuMeter:
     """CPU used over an interval: this process, the server, PostgreSQL and the machine.
 
     PostgreSQL backends that exit during the interval are missed (their CPU is lost), so
-    ``postgres`` is a lower bound; ``machine`` counts everything.
+    ``postgres`` is a lower bound; ``machine`` counts everything; ``steal`` is CPU time the
+    hypervisor gave to someone else while this machine wanted it (noise on a VM).
     """
 
     def __init__(self, server_pids: Sequence[int]) -> None:
@@ -363,13 +455,14 @@ class CpuMeter:
         self.own0 = time.process_time()
         self.server0 = process_ticks(self.server_pids)
         self.pg0 = process_ticks(postgres_pids())
-        self.machine0 = machine_busy_ticks()
+        self.machine0 = machine_ticks()
 
     def stop(self) -> dict[str, float]:
         """Average cores busy over the interval."""
         elapsed = time.perf_counter() - self.t0
         server = process_ticks(self.server_pids)
         pg = process_ticks(postgres_pids())
+        machine = machine_ticks()
 
         def cores(ticks: float) -> float:
             return ticks / self.tick / elapsed
@@ -379,7 +472,8 @@ class CpuMeter:
             "client": (time.process_time() - self.own0) / elapsed,
             "server": cores(sum(v - self.server0.get(p, 0) for p, v in server.items())),
             "postgres": cores(sum(v - self.pg0.get(p, 0) for p, v in pg.items())),
-            "machine": cores(machine_busy_ticks() - self.machine0),
+            "machine": cores(machine[0] - self.machine0[0]),
+            "steal": cores(machine[1] - self.machine0[1]),
         }
 
 
@@ -418,6 +512,7 @@ class Client:
         if token is not None:
             self.headers["Authorization"] = f"Bearer {token}"
         self.conn: http.client.HTTPConnection | None = None
+        self.local_port = 0
 
     def connect(self) -> None:
         self.close()
@@ -427,6 +522,7 @@ class Client:
         # algorithm and delayed ACKs can add ~40 ms to a request.
         assert conn.sock is not None
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.local_port = int(conn.sock.getsockname()[1])
         self.conn = conn
 
     def close(self) -> None:
@@ -435,20 +531,23 @@ class Client:
             self.conn = None
 
     def request(self, method: str, path: str, body: bytes | None) -> tuple[str, float, int]:
-        """Status (or the exception's name), seconds taken, response bytes."""
-        if self.conn is None:
-            self.connect()
-        assert self.conn is not None
+        """Status (or the exception's name), seconds taken, response bytes.
+
+        A failed request is reported, not retried (a booking is not idempotent); the
+        connection is reopened for the next one.
+        """
         started = time.perf_counter()
         try:
+            if self.conn is None:
+                self.connect()
+            assert self.conn is not None
             self.conn.request(method, path, body, self.headers)
             resp = self.conn.getresponse()
             size = len(resp.read())
             return str(resp.status), time.perf_counter() - started, size
         except (OSError, http.client.HTTPException) as exc:
             elapsed = time.perf_counter() - started
-            with suppress(OSError):
-                self.connect()
+            self.close()
             return type(exc).__name__, elapsed, 0
 
 
@@ -528,6 +627,8 @@ def seed(db_url: str, port: int, opts: Options, *, needed: int, contended_runs: 
 
     # Every measured or warm-up request of the uncontended scenario takes a fresh seat.
     pool_days = math.ceil(needed * 1.05 / (POOL_ROOMS * POOL_SLOTS_PER_DAY))
+    if pool_days > 366:  # one generation request covers at most 366 days
+        raise RuntimeError(f"{needed} uncontended requests need too many timeslots")
     pool_rooms = [room(f"Pool {i}", 4) for i in range(POOL_ROOMS)]
     for r in pool_rooms:
         generate(r, pool_days, 15, "06:00-22:00", 1)
@@ -535,11 +636,13 @@ def seed(db_url: str, port: int, opts: Options, *, needed: int, contended_runs: 
     contended_ids = [room(f"Contended {i}", 10) for i in range(contended_runs)]
     for r in contended_ids:
         created = generate(r, 1, 30, "09:00-19:00", CONTENDED_SEATS)
-        assert created == CONTENDED_SLOTS, created
+        if created != CONTENDED_SLOTS:
+            raise RuntimeError(f"contended room got {created} timeslots")
 
     listing_room = room("Listing", 4)
     created = generate(listing_room, LISTING_DAYS, 10, "04:00-20:40", 1)
-    assert created == LISTING_SLOTS, created
+    if created != LISTING_SLOTS:
+        raise RuntimeError(f"listing room got {created} timeslots")
 
     engine = create_engine(db_url)
     try:
@@ -666,13 +769,17 @@ def drive(
         clock["deadline"] = clock["start"] + max_seconds
 
     barrier = threading.Barrier(len(clients) + 1, action=go)
+    stop = threading.Event()
 
     def work(i: int) -> None:
         client, out = clients[i], per_client[i]
         rng = random.Random(seed * 10_007 + i)
-        barrier.wait()
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return
         deadline = clock["deadline"]
-        while time.perf_counter() < deadline:
+        while time.perf_counter() < deadline and not stop.is_set():
             with lock:
                 n = next_index[0]
                 if n >= max_requests:
@@ -690,9 +797,16 @@ def drive(
         t.start()
     meter = CpuMeter(server_pids)
     meter.start()
-    barrier.wait()
-    for t in threads:
-        t.join()
+    try:
+        barrier.wait()
+        for t in threads:
+            t.join()
+    except BaseException:  # interrupted: let the threads finish their request and stop
+        stop.set()
+        barrier.abort()
+        for t in threads:
+            t.join(timeout=5)
+        raise
     elapsed = time.perf_counter() - clock["start"]
     cpu = meter.stop()
     issued = min(next_index[0], max_requests)
@@ -742,6 +856,7 @@ class RunResult:
     audit: dict[str, int]  # seat_audit() of the whole database after the run
     cpu_cores: dict[str, float]  # average cores busy: client, server, postgres, machine
     new_pg_backends: int  # PostgreSQL connections opened during the run (pool churn)
+    conns_per_worker: list[int]  # the clients' keep-alive connections per server worker
     profiled: bool = False
 
 
@@ -760,6 +875,10 @@ def measure(
     for c in clients:  # fresh connections: the server closes idle ones after 5 s
         c.connect()
     pids = server.worker_pids()
+    time.sleep(0.05)  # let the workers accept
+    if opts.balance:
+        balance_connections(server, clients)
+    spread = connections_per_worker(server, clients)
     if opts.warmup:
         warm = drive(
             clients,
@@ -800,6 +919,7 @@ def measure(
         audit=seat_audit(engine),
         cpu_cores=load.cpu_cores,
         new_pg_backends=load.new_pg_backends,
+        conns_per_worker=spread,
     )
 
 
@@ -813,7 +933,8 @@ def describe(r: RunResult) -> str:
         f"201={r.status.get('201', 0)} 409={r.status.get('409', 0)} other={other} "
         f"overbooked={r.audit['overbooked_seats']} mismatched={r.audit['mismatched']} "
         f"cpu c/s/pg/all={cpu['client']:.2f}/{cpu['server']:.2f}/{cpu['postgres']:.2f}"
-        f"/{cpu['machine']:.2f} new-pg-conns={r.new_pg_backends}"
+        f"/{cpu['machine']:.2f} steal={cpu['steal']:.2f} new-pg-conns={r.new_pg_backends} "
+        f"conns/worker={'/'.join(map(str, r.conns_per_worker))}"
     )
 
 
@@ -833,8 +954,16 @@ class ListingResult:
 
 
 def measure_listing(
-    port: int, name: str, path: str, *, requests: int, repeat: int, timeout_s: float
+    port: int,
+    name: str,
+    path: str,
+    *,
+    requests: int,
+    max_seconds: float,
+    repeat: int,
+    timeout_s: float,
 ) -> ListingResult:
+    """Sequential GETs on one keep-alive connection: ``requests`` or ``max_seconds``."""
     client = Client(port, None, timeout_s)
     client.connect()
     try:
@@ -844,14 +973,17 @@ def measure_listing(
         items = len(body["timeslots"])
         for _ in range(10):  # warm-up
             client.request("GET", path, None)
-        samples = [client.request("GET", path, None) for _ in range(requests)]
+        samples: list[tuple[str, float, int]] = []
+        deadline = time.perf_counter() + max_seconds
+        while len(samples) < requests and time.perf_counter() < deadline:
+            samples.append(client.request("GET", path, None))
     finally:
         client.close()
     return ListingResult(
         name=name,
         path=path,
         repeat=repeat,
-        requests=requests,
+        requests=len(samples),
         items=items,
         response_bytes=samples[-1][2],
         status=dict(Counter(s for s, _, _ in samples)),
@@ -863,7 +995,12 @@ def measure_listing(
 
 
 class Profiler:
-    """py-spy (``record --format raw``: collapsed stacks) on every server worker."""
+    """py-spy on every server worker: collapsed stacks of the samples holding the GIL.
+
+    Each worker is one process with one GIL, and at the rates measured here the GIL is
+    the worker's bottleneck, so ``--gil`` shows where its capacity goes (waits for
+    PostgreSQL or the network release the GIL and drop out of the picture).
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -879,7 +1016,8 @@ class Profiler:
         for pid in worker_pids:
             out = self.directory / f"worker-{pid}.txt"
             cmd = [spy, "record", "--pid", str(pid), "--duration", str(math.ceil(seconds))]
-            cmd += ["--rate", "200", "--format", "raw", "--nonblocking", "--output", str(out)]
+            cmd += ["--rate", "200", "--gil", "--format", "raw", "--nonblocking"]
+            cmd += ["--output", str(out)]
             self.procs.append(
                 subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             )
@@ -901,10 +1039,36 @@ class Profiler:
         log(f"profile summary in {self.directory / 'summary.txt'}")
 
 
+# Phases of POST /api/v1/bookings, matched from the innermost frame outwards.
+PHASES = (
+    ("active_user (boxoffice/services/auth.py", "route: auth.active_user -> SELECT users"),
+    ("get_timeslot (boxoffice/services/timeslots.py", "service: get_timeslot -> SELECT sessions"),
+    ("_emit_lazyload", "ORM lazy loads (session.room -> SELECT rooms JOIN organizations)"),
+    ("_take_seat (boxoffice/services/bookings.py", "service: _take_seat -> UPDATE sessions"),
+    ("Session.flush", "service: flush -> INSERT bookings, INSERT booking_status_changes"),
+    ("Database.write", "route: db.write() begin/commit, pool checkout/checkin"),
+    ("BookingOut.of", "route: BookingOut.of"),
+    ("create_booking (boxoffice/services/bookings.py", "service: other (Booking(), _record)"),
+    ("create_booking (boxoffice/api/routes/bookings.py", "route: other"),
+    ("decode_token (boxoffice/services/auth.py", "deps: JWT decode"),
+    ("serialize_response", "fastapi: response serialisation"),
+    ("solve_dependencies", "fastapi: dependencies, body parsing and validation"),
+    ("anyio/", "anyio: thread pool hand-offs (sync endpoint and sync dependencies)"),
+    ("threading.py", "anyio: thread pool hand-offs (sync endpoint and sync dependencies)"),
+    ("queue.py", "anyio: thread pool hand-offs (sync endpoint and sync dependencies)"),
+    ("httptools_impl", "uvicorn: HTTP protocol"),
+    ("starlette/", "starlette/fastapi: middleware and routing"),
+    ("fastapi/", "starlette/fastapi: middleware and routing"),
+    ("Runner.run", "event loop (uvloop, native code)"),
+)
+
+
 def profile_summary(paths: Sequence[Path], top: int = 40) -> str:
-    """Self and inclusive sample shares per function, from py-spy's collapsed stacks."""
+    """Sample shares by phase, by function (self) and by function (inclusive), from
+    py-spy's collapsed stacks."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    phases: Counter[str] = Counter()
     total = 0
     for path in paths:
         with suppress(OSError):
@@ -920,12 +1084,21 @@ def profile_summary(paths: Sequence[Path], top: int = 40) -> str:
                 own[frames[-1]] += count
                 for frame in set(frames):
                     inclusive[frame] += count
+                phase = "other"
+                for frame in reversed(frames):
+                    phase = next((name for key, name in PHASES if key in frame), "")
+                    if phase:
+                        break
+                phases[phase or "other"] += count
     if not total:
         return "no samples\n"
-    lines = [f"{total} samples from {len(paths)} worker(s)", "", "self %   function"]
+    lines = [f"{total} samples holding the GIL, from {len(paths)} worker(s)", ""]
+    lines += ["share %  phase"]
+    lines += [f"{100 * n / total:6.1f}   {name}" for name, n in phases.most_common()]
+    lines += ["", "self %   function"]
     lines += [f"{100 * n / total:6.1f}   {f}" for f, n in own.most_common(top)]
     lines += ["", "total %  function (inclusive)"]
-    lines += [f"{100 * n / total:6.1f}   {f}" for f, n in inclusive.most_common(top * 2)]
+    lines += [f"{100 * n / total:6.1f}   {f}" for f, n in inclusive.most_common(top * 3)]
     return "\n".join(lines) + "\n"
 
 
@@ -960,7 +1133,7 @@ def summarise(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
                 "lost_or_phantom": max(abs(r.new_bookings - r.status.get("201", 0)) for r in rs),
                 "cpu_cores": {
                     k: median([r.cpu_cores[k] for r in rs])
-                    for k in ("client", "server", "postgres", "machine")
+                    for k in ("client", "server", "postgres", "machine", "steal")
                 },
             }
         )
@@ -1037,8 +1210,11 @@ def machine_info(engine: Engine, opts: Options) -> dict[str, Any]:
     with suppress(OSError, ValueError, IndexError):
         first = Path("/proc/meminfo").read_text().splitlines()[0]
         mem_gib = int(first.split()[1]) / 1024 / 1024
+    pg_settings = {}
     with engine.connect() as conn:
         pg_version = str(conn.execute(text("SHOW server_version")).scalar_one())
+        for name in PG_SETTINGS:
+            pg_settings[name] = str(conn.execute(text(f"SHOW {name}")).scalar_one())
     packages = {}
     for name in ("boxoffice", "fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"):
         with suppress(metadata.PackageNotFoundError):
@@ -1068,6 +1244,7 @@ def machine_info(engine: Engine, opts: Options) -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "postgresql": pg_version,
+        "postgresql_settings": pg_settings,
         "packages": packages,
         "git": commit,
         "workers": opts.workers,
@@ -1083,11 +1260,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     o = report["options"]
     lines = [
-        "# Booking benchmark: PostgreSQL",
+        "# Booking benchmark: PostgreSQL"
+        + (" (connections balanced across workers: diagnostic)" if o["balance"] else ""),
         "",
         f"- Date: {m['date']}; git {m['git'] or 'unknown'}",
         f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}",
-        f"- Python {m['python']}, PostgreSQL {m['postgresql']}, "
+        f"- Python {m['python']}, PostgreSQL {m['postgresql']} ("
+        + ", ".join(f"{k}={v}" for k, v in m["postgresql_settings"].items())
+        + "), "
         + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
         f"- Server: `boxoffice serve --workers {o['workers']}` on 127.0.0.1; load generator, "
         "server and PostgreSQL share the machine",
@@ -1098,8 +1278,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "## Booking creation (POST /api/v1/bookings)",
         "",
         "| Scenario | Clients | Requests | Bookings/s | Requests/s | p50 ms | p99 ms "
-        "| 201 | 409 | Other | Overbooked | CPU cores: client / server / pg / machine |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| 201 | 409 | Other | Overbooked | CPU cores: client / server / pg / machine | Steal |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in report["summary"]:
         st = row["status"]
@@ -1112,7 +1292,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {st.get('409', 0):.0f} | {other:.0f} "
             f"| {row['overbooked_seats'] + row['mismatched_sessions']} "
             f"| {cpu['client']:.2f} / {cpu['server']:.2f} / {cpu['postgres']:.2f} "
-            f"/ {cpu['machine']:.2f} |"
+            f"/ {cpu['machine']:.2f} | {cpu['steal']:.2f} |"
         )
     lines += [
         "",
@@ -1121,7 +1301,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "(worst run shown). Contended: 20 timeslots x 3 seats = 60 bookings possible per run. "
         "CPU cores: average cores busy during the run for the load generator, the server "
         "workers, PostgreSQL (backends that exit mid-run are missed) and the whole machine "
-        "(2 = saturated).",
+        "(2 = saturated); Steal: CPU the hypervisor withheld (a noisy neighbour).",
         "",
         "## Timeslot listing (room with 5,000 timeslots, sequential requests)",
         "",
@@ -1142,8 +1322,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "## Every run",
         "",
         "| Scenario | Clients | Run | Requests | Seconds | Bound | Bookings/s | p50 ms "
-        "| p99 ms | Statuses | New PG conns |",
-        "|---|--:|--:|--:|--:|---|--:|--:|--:|---|--:|",
+        "| p99 ms | Statuses | New PG conns | Conns/worker | Machine / steal cores |",
+        "|---|--:|--:|--:|--:|---|--:|--:|--:|---|--:|--:|--:|",
     ]
     for r in report["runs"]:
         statuses = ", ".join(f"{k}: {v}" for k, v in r["status"].items())
@@ -1151,7 +1331,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {r['scenario']} | {r['clients']} | {r['repeat'] + 1} | {r['requests']} "
             f"| {r['elapsed_s']:.1f} | {r['bounded_by']} | {r['bookings_per_s']:.1f} "
             f"| {r['latency']['p50_ms']:.1f} | {r['latency']['p99_ms']:.1f} | {statuses} "
-            f"| {r['new_pg_backends']} |"
+            f"| {r['new_pg_backends']} | {'/'.join(map(str, r['conns_per_worker']))} "
+            f"| {r['cpu_cores']['machine']:.2f} / {r['cpu_cores']['steal']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -1189,6 +1370,7 @@ def run(opts: Options) -> dict[str, Any]:
         server = Server(db_url, port=opts.port, workers=opts.workers, workdir=Path(tmp))
         engine = create_engine(db_url, pool_size=1)
         try:
+            machine = machine_info(engine, opts)  # before the runs: the git commit under test
             server.start()
             data = seed(db_url, server.port, opts, needed=needed, contended_runs=contended_runs)
             clients = [Client(server.port, t, opts.timeout_s) for t in data.customer_tokens]
@@ -1233,8 +1415,7 @@ def run(opts: Options) -> dict[str, Any]:
             profiled = None
             if opts.profile_dir is not None:
                 profiled = profile_run(clients, pool, opts, opts.profile_dir, server, engine)
-            machine = machine_info(engine, opts)
-        except BaseException:
+        except Exception:
             tail = server.log_tail()
             if tail:
                 print(f"--- server log (last lines) ---\n{tail}", file=sys.stderr)
@@ -1276,6 +1457,7 @@ def run_listings(port: int, data: Seed, opts: Options) -> list[ListingResult]:
                 name,
                 path,
                 requests=opts.listing_requests,
+                max_seconds=opts.duration_s,
                 repeat=repeat,
                 timeout_s=opts.timeout_s,
             )
@@ -1301,8 +1483,9 @@ def profile_run(
     """
     n = min(TARGET_BOOKINGS_CLIENTS, len(clients))
     profiler = Profiler(directory)
-    workers = [p for p in server.worker_pids() if server.proc and p != server.proc.pid]
-    if not profiler.start(workers, opts.duration_s + max(opts.duration_s / 4, 2.0) + 2):
+    if not profiler.start(
+        server.http_workers(), opts.duration_s + max(opts.duration_s / 4, 2.0) + 2
+    ):
         return None
     try:
         result = measure(
