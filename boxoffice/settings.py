@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     )
     secret_key: str | None = None
     token_ttl_s: int = 24 * 3600
-    db_pool_size: int = 10
+    db_pool_size: int = 16  # also the number of request threads per process
     sqlite_busy_timeout_ms: int = 5000
 
     @property

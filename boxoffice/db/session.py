@@ -35,15 +35,21 @@ _PG_CONFLICTS = {
 }
 
 
-def make_engine(url: str, *, pool_size: int = 10, busy_timeout_ms: int = 5000) -> Engine:
-    """Create an engine configured for safe concurrent writes on either database."""
+def make_engine(url: str, *, pool_size: int = 16, busy_timeout_ms: int = 5000) -> Engine:
+    """Create an engine configured for safe concurrent writes on either database.
+
+    The pool has no overflow: the app runs at most ``pool_size`` request threads.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+            url,
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+            pool_size=pool_size,
+            max_overflow=0,
         )
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:

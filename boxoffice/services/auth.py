@@ -87,6 +87,13 @@ def decode_token(token: str, *, secret: str) -> uuid.UUID:
         raise Unauthorized("The access token is invalid or has expired.") from exc
 
 
+def require_active(db: Db, user_id: uuid.UUID) -> None:
+    """Refuse a token whose account was deleted or deactivated (reads one column)."""
+    is_active = db.execute(select(User.is_active).where(User.id == user_id)).scalar()
+    if not is_active:
+        raise Unauthorized("The access token is invalid or has expired.")
+
+
 def active_user(db: Db, user_id: uuid.UUID) -> User:
     """The user a token names, if the account still exists and is active."""
     user = db.get(User, user_id)

@@ -92,7 +92,7 @@ def create_booking(
     """Book a seat in a timeslot. Free timeslots are confirmed at once; priced ones
     stay pending, holding the seat, until paid."""
     with db.write() as s:
-        auth.active_user(s, caller.user_id)
+        auth.require_active(s, caller.user_id)
         booking, is_new = bookings.create_booking(
             s,
             user_id=caller.user_id,
@@ -146,7 +146,7 @@ def cancel_booking(
 ) -> CancelOut:
     """Cancel one's own booking; the refund follows the organisation's policy."""
     with db.write() as s:
-        auth.active_user(s, caller.user_id)
+        auth.require_active(s, caller.user_id)
         booking, refund = bookings.cancel_booking(
             s,
             booking_id,
@@ -169,7 +169,7 @@ def reschedule_booking(
 ) -> BookingOut:
     """Move one's own booking to another timeslot, atomically."""
     with db.write() as s:
-        auth.active_user(s, caller.user_id)
+        auth.require_active(s, caller.user_id)
         booking = bookings.reschedule_booking(
             s,
             booking_id,
