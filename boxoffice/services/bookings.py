@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
 
-from sqlalchemy import Select, func, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy.orm import joinedload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from boxoffice.db.locking import for_update
@@ -50,6 +50,10 @@ class Owner:
 
     user_id: uuid.UUID | None = None
     org_id: uuid.UUID | None = None
+
+    def __post_init__(self) -> None:
+        if self.user_id is None and self.org_id is None:
+            raise ValueError("an Owner names a customer or an organisation")
 
     def scope(self, stmt: Select[Booking]) -> Select[Booking]:
         if self.user_id is not None:
@@ -170,26 +174,34 @@ def create_booking(
     status, payment_status = initial_status(session.price_minor)
     room = session.room
     assert room is not None
-    booking = Booking(
-        id=uuid.uuid4(),
-        org_id=session.org_id,
-        session=session,
-        user_id=user_id,
-        status=status.value,
-        payment_status=payment_status.value,
-        price_minor=session.price_minor,
-        currency=room.organization.currency,
-        notes=notes,
-        created_at=now,
-        updated_at=now,
-    )
+    values = {
+        "id": uuid.uuid4(),
+        "org_id": session.org_id,
+        "session_id": session.id,
+        "user_id": user_id,
+        "status": status.value,
+        "payment_status": payment_status.value,
+        "price_minor": session.price_minor,
+        "currency": room.organization.currency,
+        "refunded_minor": 0,
+        "notes": notes,
+        "hold_expires_at": None,
+        "cancelled_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # The hot path: one INSERT statement instead of a unit-of-work flush, then the
+    # same values become the session's persistent object without reading them back.
+    db.execute(insert(Booking).values(values))
+    booking = Booking(**values)
+    make_transient_to_detached(booking)
     db.add(booking)
+    set_committed_value(booking, "session", session)
     _record(db, booking, None, status, actor_id=user_id, reason="booked", now=now)
     if idempotency_key is not None:
         idempotency.complete(
             db, scope=scope, key=idempotency_key, resource_type="booking", resource_id=booking.id
         )
-    db.flush()
     return booking, True
 
 
@@ -410,8 +422,8 @@ def _record(
     reason: str,
     now: datetime,
 ) -> None:
-    db.add(
-        BookingStatusChange(
+    db.execute(
+        insert(BookingStatusChange).values(
             org_id=booking.org_id,
             booking_id=booking.id,
             from_status=previous.value if previous else None,

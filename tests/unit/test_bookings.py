@@ -354,3 +354,10 @@ def test_validate_policy_rejects_policies_where_a_later_cancellation_refunds_mor
     the order the admin listed them (second case)."""
     with pytest.raises(InvalidInput):
         validate_policy(tiers)
+
+
+def test_an_owner_always_scopes_to_someone() -> None:
+    from boxoffice.services.bookings import Owner
+
+    with pytest.raises(ValueError, match="names a customer or an organisation"):
+        Owner()
