@@ -13,9 +13,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NoReturn
+from typing import NoReturn, cast
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import joinedload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -42,6 +42,29 @@ from boxoffice.services.timeslots import get_timeslot, is_bookable
 
 MAX_PAGE_SIZE = 100
 MAX_NOTES = 2000
+
+# The statements of the booking hot path, built once on the tables (Core, not ORM
+# bulk operations) so each request only binds its values.
+_SESSIONS = cast(Table, Session.__table__)
+_TAKE_SEAT = (
+    update(_SESSIONS)
+    .where(
+        _SESSIONS.c.id == bindparam("session_id"),
+        _SESSIONS.c.booked_count < _SESSIONS.c.max_participants,
+        _SESSIONS.c.status == "scheduled",
+        _SESSIONS.c.is_open.is_(True),
+    )
+    .values(booked_count=_SESSIONS.c.booked_count + 1)
+    .returning(_SESSIONS.c.booked_count)
+)
+_RELEASE_SEAT = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("session_id"))
+    .values(booked_count=_SESSIONS.c.booked_count - 1)
+    .returning(_SESSIONS.c.booked_count)
+)
+_INSERT_BOOKING = insert(cast(Table, Booking.__table__))
+_INSERT_STATUS_CHANGE = insert(cast(Table, BookingStatusChange.__table__))
 
 
 @dataclass(frozen=True)
@@ -192,7 +215,7 @@ def create_booking(
     }
     # The hot path: one INSERT statement instead of a unit-of-work flush, then the
     # same values become the session's persistent object without reading them back.
-    db.execute(insert(Booking).values(values))
+    db.execute(_INSERT_BOOKING, values)
     booking = Booking(**values)
     make_transient_to_detached(booking)
     db.add(booking)
@@ -354,18 +377,7 @@ def _take_seat(db: Db, session: Session, *, now: datetime) -> None:
     room = session.room
     if room is None or not is_bookable(session, room=room, now=now):
         _refuse(session, room, now)
-    count = db.execute(
-        update(Session)
-        .where(
-            Session.id == session.id,
-            Session.booked_count < Session.max_participants,
-            Session.status == "scheduled",
-            Session.is_open.is_(True),
-        )
-        .values(booked_count=Session.booked_count + 1)
-        .returning(Session.booked_count)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
+    count = db.execute(_TAKE_SEAT, {"session_id": session.id}).scalar_one_or_none()
     if count is None:
         db.refresh(session)
         _refuse(session, room, now)
@@ -387,13 +399,7 @@ def _refuse(session: Session, room: Room | None, now: datetime) -> NoReturn:
 
 
 def _release_seat(db: Db, session: Session) -> None:
-    count = db.execute(
-        update(Session)
-        .where(Session.id == session.id)
-        .values(booked_count=Session.booked_count - 1)
-        .returning(Session.booked_count)
-        .execution_options(synchronize_session=False)
-    ).scalar_one()
+    count = db.execute(_RELEASE_SEAT, {"session_id": session.id}).scalar_one()
     set_committed_value(session, "booked_count", count)
 
 
@@ -423,13 +429,14 @@ def _record(
     now: datetime,
 ) -> None:
     db.execute(
-        insert(BookingStatusChange).values(
-            org_id=booking.org_id,
-            booking_id=booking.id,
-            from_status=previous.value if previous else None,
-            to_status=status.value,
-            actor_id=actor_id,
-            reason=reason,
-            at=now,
-        )
+        _INSERT_STATUS_CHANGE,
+        {
+            "org_id": booking.org_id,
+            "booking_id": booking.id,
+            "from_status": previous.value if previous else None,
+            "to_status": status.value,
+            "actor_id": actor_id,
+            "reason": reason,
+            "at": now,
+        },
     )
