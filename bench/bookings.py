@@ -66,6 +66,7 @@ from sqlalchemy.engine import make_url
 
 from boxoffice.db.models import Session
 from boxoffice.db.session import Database
+from boxoffice.domain import bookings as domain_bookings
 from boxoffice.services import auth
 from boxoffice.services.organizations import create_organization
 
@@ -73,7 +74,7 @@ DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 HOST = "127.0.0.1"
 PASSWORD = "bench-password-123"
 BOOKINGS_PATH = "/api/v1/bookings"
-SEAT_HOLDING = ("pending", "confirmed", "completed", "no_show")
+SEAT_HOLDING = sorted(status.value for status in domain_bookings.SEAT_HOLDING)
 BENCH_DIR = Path(__file__).resolve().parent
 
 # Uncontended pool: many rooms, one seat per timeslot, 15-minute slots 06:00-22:00 UTC.

@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 
 from boxoffice.db.models import Booking, Session
 from boxoffice.db.session import Database
+from boxoffice.domain.bookings import SEAT_HOLDING
 from boxoffice.services import auth, rooms, timeslots
 from boxoffice.services.organizations import create_organization
 from tests.conftest import PASSWORD
@@ -175,7 +176,7 @@ def _seats_match_bookings(database: Database) -> None:
         held = dict(
             s.execute(
                 select(Booking.session_id, func.count())
-                .where(Booking.status.in_(["pending", "confirmed", "completed", "no_show"]))
+                .where(Booking.status.in_([s.value for s in SEAT_HOLDING]))
                 .group_by(Booking.session_id)
             ).all()
         )

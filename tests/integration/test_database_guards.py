@@ -78,3 +78,14 @@ def test_read_transactions_do_not_block_writers_on_sqlite(database: Database) ->
         # A writer gets the lock while the read transaction is open.
         with database.write() as writer:
             create_organization(writer, slug="other", name="O", timezone="UTC", currency="EUR")
+
+
+def test_migrations_go_down_and_up_again(database: Database) -> None:
+    from boxoffice.db import migrate
+
+    migrate.downgrade(database.engine, "base")
+    with database.read() as s:
+        tables = s.execute(text("SELECT count(*) FROM alembic_version")).scalar_one()
+    assert tables == 0
+    migrate.upgrade(database.engine)
+    _room(database)  # the schema works again, constraints included
