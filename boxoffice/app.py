@@ -10,6 +10,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from boxoffice.api import errors
+from boxoffice.api.docs import mount_docs
 from boxoffice.api.routes import admin, auth, bookings, health
 from boxoffice.db.session import Database
 from boxoffice.settings import Settings, get_settings
@@ -43,11 +44,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         version="0.1.0",
         description="Booking engine: rooms and timeslots, bookings, admin.",
         lifespan=lifespan,
+        docs_url=None,  # mounted below with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.database = db
     app.state.secret_key = settings.resolved_secret_key()
     errors.register(app)
+    mount_docs(app)
     for module in (health, auth, bookings, admin):
         app.include_router(module.router)
     return app

@@ -443,3 +443,13 @@ def test_admin_of_two_organisations_names_one(api: Api, shop: Shop) -> None:
         ).status_code
         == 200
     )
+
+
+def test_api_docs_work_offline(api: Api) -> None:
+    page = api.client.get("/docs")
+    assert page.status_code == 200
+    assert "http://" not in page.text and "https://" not in page.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        r = api.client.get(f"/static/swagger-ui/{asset}")
+        assert r.status_code == 200
+        assert len(r.content) > 10_000
