@@ -8,7 +8,15 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from boxoffice.db.models import Booking, BookingStatusChange, Room, Session
@@ -22,10 +30,54 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Money = Annotated[Decimal, Field(ge=0, le=100_000, max_digits=12)]
 
 
+def _no_nul(value: Any) -> Any:
+    """Refuse NUL characters anywhere in a value: no database text column can hold them."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("text cannot contain NUL characters")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key)
+            _no_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _no_nul(item)
+    return value
+
+
+def _calendar_day(value: date) -> date:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"dates must lie in the years {MIN_YEAR} to {MAX_YEAR}")
+    return value
+
+
+def _calendar_instant(value: datetime) -> datetime:
+    _calendar_day(value.date())
+    return value
+
+
+def _wall_clock(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("working hours are local wall-clock times, without an offset")
+    if value.second or value.microsecond:
+        raise ValueError("working hours are whole minutes (HH:MM)")
+    return value
+
+
+MIN_YEAR, MAX_YEAR = 2000, 2999
+Day = Annotated[date, AfterValidator(_calendar_day)]
+Instant = Annotated[AwareDatetime, AfterValidator(_calendar_instant)]
+WallClock = Annotated[time, AfterValidator(_wall_clock)]
+
+
 class In(BaseModel):
-    """A request body: camelCase names, unknown fields refused, no silent coercion."""
+    """A request body: camelCase names, unknown fields refused, no NUL characters."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nul(cls, data: Any) -> Any:
+        return _no_nul(data)
 
 
 class Out(BaseModel):
@@ -167,14 +219,14 @@ class TimeslotListOut(Out):
 
 
 class WorkingHours(In):
-    start: time
-    end: time
+    start: WallClock
+    end: WallClock
 
 
 class GenerateIn(In):
     room_id: uuid.UUID
-    start_date: date
-    end_date: date
+    start_date: Day
+    end_date: Day
     slot_duration: Annotated[int, Field(ge=5, le=1440, description="Minutes")]
     working_hours: WorkingHours
     weekdays: Annotated[list[Annotated[int, Field(ge=1, le=7)]], Field(max_length=7)] | None = (
@@ -317,7 +369,3 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 class HealthOut(Out):
     status: Literal["ok", "unavailable"]
     database: Literal["ok", "unreachable"]
-
-
-# Keep AwareDatetime importable for query parameters.
-Instant = AwareDatetime

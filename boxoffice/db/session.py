@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
-from boxoffice.domain.errors import Busy, Conflict
+from boxoffice.domain.errors import Busy, Conflict, InvalidInput
 
 __all__ = ["Database", "Db"]
 
@@ -30,6 +30,7 @@ _READ_ONLY = "boxoffice_read_only"
 _PG_CONFLICTS = {
     "23P01": "The time overlaps another session of the same room.",
     "23505": "A record with these values already exists.",
+    "23503": "Something this refers to was changed meanwhile; please retry.",
     "40001": "A concurrent change won; please retry.",
     "40P01": "A concurrent change won; please retry.",
 }
@@ -122,6 +123,10 @@ def _translated() -> Iterator[None]:
         if "UNIQUE constraint failed" in str(exc.orig):
             raise Conflict(_PG_CONFLICTS["23505"]) from exc
         raise
+    except DataError as exc:
+        raise InvalidInput(
+            "A value cannot be stored as given.", {"sqlstate": getattr(exc.orig, "sqlstate", None)}
+        ) from exc
     except OperationalError as exc:
         state = getattr(exc.orig, "sqlstate", None)
         if state in _PG_CONFLICTS:

@@ -112,10 +112,14 @@ def _load() -> Select[Booking]:
 
 def get_booking(db: Db, booking_id: uuid.UUID, owner: Owner, *, lock: bool = False) -> Booking:
     """A booking the owner may see; anyone else's is NotFound, as if it did not exist."""
-    stmt = owner.scope(_load().where(Booking.id == booking_id))
     if lock:
-        stmt = for_update(db, stmt, of=Booking)
-    booking = db.execute(stmt).unique().scalar_one_or_none()
+        # Lock the row alone first: a locking SELECT that also joins the session would,
+        # after waiting out a concurrent reschedule, return the old join (no session).
+        db.execute(for_update(db, owner.scope(select(Booking).where(Booking.id == booking_id))))
+    stmt = owner.scope(_load().where(Booking.id == booking_id))
+    booking = (
+        db.execute(stmt.execution_options(populate_existing=True)).unique().scalar_one_or_none()
+    )
     if booking is None:
         raise NotFound("Booking not found.", {"bookingId": str(booking_id)})
     return booking
@@ -344,6 +348,11 @@ def change_status(
     owner = Owner(org_id=org_id)
     if payment_status is not None:
         booking = get_booking(db, booking_id, owner, lock=True)
+        if booking.status not in (BookingStatus.PENDING, BookingStatus.CONFIRMED):
+            raise Conflict(
+                f"A {booking.status} booking cannot be marked paid.",
+                {"status": booking.status},
+            )
         if (booking.payment_status, payment_status) != (PaymentStatus.PENDING, PaymentStatus.PAID):
             raise Conflict(
                 f"paymentStatus cannot change from {booking.payment_status} "
@@ -379,8 +388,12 @@ def _take_seat(db: Db, session: Session, *, now: datetime) -> None:
         _refuse(session, room, now)
     count = db.execute(_TAKE_SEAT, {"session_id": session.id}).scalar_one_or_none()
     if count is None:
-        db.refresh(session)
-        _refuse(session, room, now)
+        current = db.get(Session, session.id, populate_existing=True)
+        if current is None:
+            raise SlotUnavailable(
+                "This timeslot no longer exists.", {"timeslotId": str(session.id)}
+            )
+        _refuse(current, room, now)
     set_committed_value(session, "booked_count", count)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, exists, select
 
+from boxoffice.db.locking import for_update
 from boxoffice.db.models import Booking, Organization, Room, Session
 from boxoffice.db.session import Db
 from boxoffice.domain.errors import InvalidInput, NotFound
@@ -98,6 +99,8 @@ def delete_room(db: Db, room_id: uuid.UUID, *, org_id: uuid.UUID) -> Room | None
     timeslots, and None is returned.
     """
     room = get_room(db, room_id, org_id=org_id)
+    # Lock the room's sessions so no booking can take a seat between check and delete.
+    db.execute(for_update(db, select(Session.id).where(Session.room_id == room.id)))
     has_bookings = db.execute(
         select(exists().where(Booking.session_id == Session.id, Session.room_id == room.id))
     ).scalar_one()

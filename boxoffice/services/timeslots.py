@@ -20,6 +20,8 @@ from boxoffice.services.rooms import get_room
 
 MAX_LIST_LIMIT = 1000
 MAX_LIST_DAYS = 62
+# Bounds one write transaction (SQLite's single write lock is held while it runs).
+MAX_SLOTS_PER_GENERATION = 20_000
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,12 @@ def generate_timeslots(
         weekdays=weekdays,
     )
     candidates = [slot for slot in generate_slots(request) if slot.start_at > now]
+    if len(candidates) > MAX_SLOTS_PER_GENERATION:
+        raise InvalidInput(
+            f"That would create {len(candidates)} timeslots; generate at most "
+            f"{MAX_SLOTS_PER_GENERATION} at once (a shorter range or longer slots).",
+            {"timeslots": len(candidates)},
+        )
     if not candidates:
         return GenerationResult(0, 0, None, None)
     taken = db.execute(

@@ -453,3 +453,90 @@ def test_api_docs_work_offline(api: Api) -> None:
         r = api.client.get(f"/static/swagger-ui/{asset}")
         assert r.status_code == 200
         assert len(r.content) > 10_000
+
+
+def test_review_findings_are_clear_4xx(api: Api, shop: Shop) -> None:
+    s = shop(hourly_rate=10)
+    customer = api.user()
+    slot_id = s["slots"][0]["id"]
+    # NUL characters: no database text column holds them.
+    r = api.book(customer, slot_id, notes="a\u0000b")
+    assert r.status_code == 422
+    r = api.client.post(
+        "/api/v1/auth/register",
+        json={"email": "q\u0000@example.com", "password": "longenough", "name": "Q"},
+    )
+    assert r.status_code == 422
+    assert api.client.get("/api/v1/bookings/rooms", params={"org": "a\u0000b"}).status_code == 422
+    r = api.room(s["admin"], name="Fine", metadata={"k": "v"})
+    bad = api.client.post(
+        "/api/v1/admin/rooms",
+        headers=s["admin"],
+        json={"name": "X", "capacity": 1, "roomType": "office", "metadata": {"k\u0000": "v"}},
+    )
+    assert bad.status_code == 422
+    # Dates far from any calendar in use.
+    url = f"/api/v1/bookings/rooms/{s['room']['id']}/timeslots"
+    assert api.client.get(url, params={"date": "9999-12-31"}).status_code == 422
+    r = api.client.get(
+        "/api/v1/admin/bookings", headers=s["admin"], params={"from": "9999-12-31T23:00:00-05:00"}
+    )
+    assert r.status_code == 422
+    # Working hours are local wall-clock minutes.
+    for hours in (
+        {"start": "09:00+05:00", "end": "12:00-05:00"},
+        {"start": "09:00", "end": "12:00+01:00"},
+        {"start": "09:00:00.5", "end": "12:00"},
+    ):
+        r = api.client.post(
+            "/api/v1/admin/timeslots/generate",
+            headers=s["admin"],
+            json={
+                "roomId": s["room"]["id"],
+                "startDate": "2030-03-06",
+                "endDate": "2030-03-06",
+                "slotDuration": 60,
+                "workingHours": hours,
+            },
+        )
+        assert r.status_code == 422, hours
+    # Too many timeslots in one go.
+    r = api.client.post(
+        "/api/v1/admin/timeslots/generate",
+        headers=s["admin"],
+        json={
+            "roomId": s["room"]["id"],
+            "startDate": "2030-03-06",
+            "endDate": "2031-03-01",
+            "slotDuration": 5,
+            "workingHours": {"start": "00:00", "end": "23:55"},
+        },
+    )
+    assert r.status_code == 422
+    assert "at most" in r.json()["error"]["message"]
+    assert len(api.timeslots(s["room"]["id"], date="2030-03-06")) == 0
+
+
+def test_a_cancelled_booking_cannot_be_marked_paid(api: Api, shop: Shop) -> None:
+    s = shop(hourly_rate=10)
+    customer = api.user()
+    booking = api.book(customer, s["slots"][0]["id"]).json()
+    api.client.put(f"/api/v1/bookings/{booking['id']}/cancel", headers=customer)
+    r = api.client.put(
+        f"/api/v1/admin/bookings/{booking['id']}/status",
+        json={"paymentStatus": "paid"},
+        headers=s["admin"],
+    )
+    assert r.status_code == 409
+    assert r.json()["error"]["message"] == "A cancelled booking cannot be marked paid."
+
+
+def test_a_deactivated_account_cannot_read_its_bookings(api: Api, shop: Shop) -> None:
+    s = shop()
+    customer = api.user()
+    booking = api.book(customer, s["slots"][0]["id"]).json()
+    me = api.client.get("/api/v1/auth/me", headers=customer).json()
+    with api.database.write() as db:
+        auth_service.active_user(db, uuid.UUID(me["id"])).is_active = False
+    assert api.client.get("/api/v1/bookings", headers=customer).status_code == 401
+    assert api.client.get(f"/api/v1/bookings/{booking['id']}", headers=customer).status_code == 401

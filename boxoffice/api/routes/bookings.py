@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -16,6 +15,7 @@ from boxoffice.api.schemas import (
     BookingStatusName,
     CancelIn,
     CancelOut,
+    Day,
     RescheduleIn,
     RoomOut,
     RoomType,
@@ -48,7 +48,9 @@ def list_rooms(
     room_type: Annotated[RoomType | None, Query(alias="roomType")] = None,
     capacity: Annotated[int | None, Query(ge=1, le=10_000, description="At least")] = None,
     is_active: Annotated[bool, Query(alias="isActive")] = True,
-    org: Annotated[str | None, Query(max_length=63, description="Organisation slug")] = None,
+    org: Annotated[
+        str | None, Query(max_length=63, pattern=r"^[a-z0-9-]+$", description="Organisation slug")
+    ] = None,
 ) -> list[RoomOut]:
     """Rooms, filtered by type, minimum capacity, active flag and organisation."""
     filters = rooms.RoomFilter(
@@ -63,7 +65,7 @@ def list_timeslots(
     room_id: uuid.UUID,
     db: Db,
     now: Now,
-    day: Annotated[date | None, Query(alias="date", description="Local day, YYYY-MM-DD")] = None,
+    day: Annotated[Day | None, Query(alias="date", description="Local day, YYYY-MM-DD")] = None,
     days: Annotated[int | None, Query(ge=1, le=timeslots.MAX_LIST_DAYS)] = None,
     duration: Annotated[int | None, Query(ge=1, le=1440, description="Minutes")] = None,
     limit: Annotated[int, Query(ge=1, le=timeslots.MAX_LIST_LIMIT)] = 500,
@@ -119,6 +121,7 @@ def list_my_bookings(
     """The caller's own bookings, latest session first."""
     filters = bookings.BookingFilter(status=status_, page=page, limit=limit)
     with db.read() as s:
+        auth.require_active(s, caller.user_id)
         result = bookings.list_bookings(s, bookings.Owner(user_id=caller.user_id), filters)
         return BookingPageOut(
             items=[BookingOut.of(b, now) for b in result.items],
@@ -132,6 +135,7 @@ def list_my_bookings(
 def get_booking(booking_id: uuid.UUID, caller: CurrentCaller, db: Db, now: Now) -> BookingOut:
     """One of the caller's bookings, with its status history."""
     with db.read() as s:
+        auth.require_active(s, caller.user_id)
         booking = bookings.get_booking(s, booking_id, bookings.Owner(user_id=caller.user_id))
         return BookingOut.of(booking, now, bookings.booking_history(s, booking))
 
