@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime, time
 import pytest
 from sqlalchemy import select
 
-from boxoffice.db.models import Session
-from boxoffice.db.session import Database
+from boxoffice.db.models import Booking, Session
+from boxoffice.db.session import Database, Db
 from boxoffice.domain.errors import SlotUnavailable
 from boxoffice.services import auth, bookings, rooms, timeslots
 from boxoffice.services.organizations import create_organization
@@ -48,6 +48,18 @@ def _seed(database: Database) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID, list[uui
         return org.id, user.id, room.id, list(ids)
 
 
+def _book(s: Db, user_id: uuid.UUID, slot_id: uuid.UUID) -> Booking:
+    return bookings.create_booking(
+        s,
+        user_id=user_id,
+        timeslot_id=slot_id,
+        room_id=None,
+        notes="",
+        idempotency_key=None,
+        now=NOW,
+    )[0]
+
+
 def _while_holding(database: Database, first, second) -> object:
     """Run ``first`` in a transaction, start ``second`` (which waits for its locks),
     commit ``first``, and return what ``second`` returned or raised."""
@@ -77,15 +89,7 @@ def test_a_cancel_waiting_behind_a_reschedule_cancels_the_new_seat(database: Dat
     _, user_id, _, slots = _seed(database)
     owner = bookings.Owner(user_id=user_id)
     with database.write() as s:
-        booking_id = bookings.create_booking(
-            s,
-            user_id=user_id,
-            timeslot_id=slots[0],
-            room_id=None,
-            notes="",
-            idempotency_key=None,
-            now=NOW,
-        )[0].id
+        booking_id = _book(s, user_id, slots[0]).id
     outcome = _while_holding(
         database,
         lambda s: bookings.reschedule_booking(
@@ -107,14 +111,6 @@ def test_booking_a_timeslot_whose_room_was_just_deleted_is_a_409(database: Datab
     outcome = _while_holding(
         database,
         lambda s: rooms.delete_room(s, room_id, org_id=org_id),
-        lambda s: bookings.create_booking(
-            s,
-            user_id=user_id,
-            timeslot_id=slots[0],
-            room_id=None,
-            notes="",
-            idempotency_key=None,
-            now=NOW,
-        ),
+        lambda s: _book(s, user_id, slots[0]),
     )
     assert isinstance(outcome, SlotUnavailable)
