@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,34 @@ class Settings(BaseSettings):
     token_ttl_s: int = 24 * 3600
     db_pool_size: int = 16  # also the number of request threads per process
     sqlite_busy_timeout_ms: int = 5000
+    public_url: str = "http://127.0.0.1:8000"  # links in emails and calendar events
+
+    # Mail: "file" writes .eml files into mail_dir (default <data_dir>/mail); "smtp" relays.
+    mail_backend: Literal["file", "smtp"] = "file"
+    mail_dir: Path | None = None
+    mail_from: str = "Box Office <bookings@boxoffice.invalid>"
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout_s: float = 10.0
+
+    # Outbox worker
+    worker_batch: int = 50
+    worker_max_attempts: int = 10  # then the delivery is dead (visible, retryable)
+    worker_lease_s: int = 120  # a claimed row not finished by then is due again
+    worker_poll_s: float = 1.0
+    worker_backoff_base_s: float = 10.0
+    worker_backoff_max_s: float = 3600.0
+    reminder_lead_h: int = 24
+    calendar_sync_days: int = 30
+    calendar_sync_interval_s: int = 300
+    http_timeout_s: float = 10.0  # outgoing webhooks and CalDAV
+
+    @property
+    def resolved_mail_dir(self) -> Path:
+        return self.mail_dir if self.mail_dir is not None else self.data_dir / "mail"
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -1,0 +1,1 @@
+"""Calendars: .ics documents and CalDAV."""
