@@ -3,17 +3,52 @@
 from __future__ import annotations
 
 import gc
+import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from boxoffice.api import errors
 from boxoffice.api.docs import mount_docs
-from boxoffice.api.routes import admin, auth, bookings, health
+from boxoffice.api.routes import admin, auth, bookings, health, metrics, side_effects
 from boxoffice.db.session import Database
+from boxoffice.integrations.factory import build_adapters
+from boxoffice.observability import request_id
 from boxoffice.settings import Settings, get_settings
+from boxoffice.worker.dispatcher import Worker
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+class RequestIdMiddleware:
+    """Tag each request's logs with its X-Request-Id (the client's, or a new one) and
+    echo it in the response. Plain ASGI: no per-request task or body buffering."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("X-Request-Id", rid)
+            await send(message)
+
+        token = request_id.set(rid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -35,7 +70,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         # cyclic collector, whose full passes over it otherwise stall requests for ~50 ms.
         gc.collect()
         gc.freeze()
+        worker = None
+        if settings.run_worker:
+            worker = Worker(db, settings, build_adapters(settings))
+            worker.start()
         yield
+        if worker is not None:
+            worker.stop()
         if database is None:
             db.dispose()
 
@@ -52,6 +93,16 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.secret_key = settings.resolved_secret_key()
     errors.register(app)
     mount_docs(app)
-    for module in (health, auth, bookings, admin):
-        app.include_router(module.router)
+    for router in (
+        health.router,
+        metrics.router,
+        auth.router,
+        bookings.router,
+        admin.router,
+        side_effects.router,
+        side_effects.feeds,
+    ):
+        app.include_router(router)
+
+    app.add_middleware(RequestIdMiddleware)
     return app

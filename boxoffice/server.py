@@ -10,6 +10,7 @@ up doing the work of two.)
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -20,14 +21,20 @@ import uvicorn
 APP = "boxoffice.app:create_app"
 
 
-def run(*, host: str, port: int, workers: int, access_log: bool) -> None:
-    """Serve until interrupted; blocks."""
+def run(*, host: str, port: int, workers: int, access_log: bool, worker: bool) -> None:
+    """Serve until interrupted; blocks. With ``worker``, the first process also
+    delivers the outbox (one worker is enough, and SQLite allows only one)."""
     if workers == 1:
+        os.environ["BOXOFFICE_RUN_WORKER"] = "1" if worker else "0"
         uvicorn.run(APP, factory=True, host=host, port=port, access_log=access_log)
         return
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=_worker, args=(host, port, access_log), name=f"boxoffice-{i}")
+        context.Process(
+            target=_serve,
+            args=(host, port, access_log, worker and i == 0),
+            name=f"boxoffice-{i}",
+        )
         for i in range(workers)
     ]
     for process in processes:
@@ -47,7 +54,8 @@ def run(*, host: str, port: int, workers: int, access_log: bool) -> None:
         sys.exit(1)
 
 
-def _worker(host: str, port: int, access_log: bool) -> None:
+def _serve(host: str, port: int, access_log: bool, run_worker: bool) -> None:
+    os.environ["BOXOFFICE_RUN_WORKER"] = "1" if run_worker else "0"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=2048, reuse_port=True)
     config = uvicorn.Config(APP, factory=True, access_log=access_log)

@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_timeout_s: float = 10.0
 
-    # Outbox worker
+    # Outbox worker; `serve` and `demo` run one in-process unless --no-worker
+    run_worker: bool = False
     worker_batch: int = 50
     worker_max_attempts: int = 10  # then the delivery is dead (visible, retryable)
     worker_lease_s: int = 120  # a claimed row not finished by then is due again

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from boxoffice.domain import errors
+from boxoffice.observability import CONFLICTS
 
 log = logging.getLogger("boxoffice.api")
 
@@ -41,6 +42,8 @@ def status_of(exc: errors.DomainError) -> int:
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.DomainError)
     status = status_of(exc)
+    if status == 409:
+        CONFLICTS.labels(exc.code).inc()
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status == 503:
         headers = {"Retry-After": "1"}

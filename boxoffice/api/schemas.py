@@ -19,8 +19,18 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from boxoffice.db.models import Booking, BookingStatusChange, Room, Session
+from boxoffice.db.models import (
+    Booking,
+    BookingStatusChange,
+    CalendarConnection,
+    OutboxMessage,
+    Room,
+    Session,
+    WebhookSubscription,
+)
 from boxoffice.domain.money import to_major
+from boxoffice.services.booking_events import WEBHOOK_EVENTS
+from boxoffice.services.outbox import state_of
 from boxoffice.services.timeslots import is_bookable
 
 RoomType = Literal["office", "consultation", "meeting", "treatment"]
@@ -369,3 +379,116 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 class HealthOut(Out):
     status: Literal["ok", "unavailable"]
     database: Literal["ok", "unreachable"]
+
+
+# --- side effects: deliveries, webhooks, calendars ---------------------------------
+
+DeliveryStateName = Literal["pending", "delivered", "dead"]
+TopicName = Literal["event", "email", "calendar", "webhook"]
+WebhookEventName = Literal[WEBHOOK_EVENTS]  # type: ignore[valid-type]
+Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=8, max_length=2000)]
+
+
+class DeliveryOut(Out):
+    id: int
+    topic: TopicName
+    state: DeliveryStateName
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    dead_at: datetime | None
+    payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: OutboxMessage) -> DeliveryOut:
+        return cls(
+            id=row.id,
+            topic=row.topic,  # type: ignore[arg-type]
+            state=state_of(row).value,
+            attempts=row.attempts,
+            next_attempt_at=row.next_attempt_at,
+            last_error=row.last_error,
+            created_at=row.created_at,
+            delivered_at=row.delivered_at,
+            dead_at=row.dead_at,
+            payload=row.payload,
+        )
+
+
+class DeliveryPageOut(Out):
+    items: list[DeliveryOut]
+    total: int
+    page: int
+    limit: int
+
+
+class WebhookIn(In):
+    url: Url
+    event_types: Annotated[list[WebhookEventName], Field(min_length=1, max_length=20)]
+    description: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
+class WebhookOut(Out):
+    id: uuid.UUID
+    url: str
+    event_types: list[str]
+    description: str
+    is_active: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, sub: WebhookSubscription) -> WebhookOut:
+        return cls(
+            id=sub.id,
+            url=sub.url,
+            event_types=sub.event_types,
+            description=sub.description,
+            is_active=sub.is_active,
+            created_at=sub.created_at,
+        )
+
+
+class WebhookCreatedOut(WebhookOut):
+    secret: str = Field(description="Signing secret (Standard Webhooks); shown only now")
+
+
+class CalendarConnectionIn(In):
+    room_id: uuid.UUID | None = None
+    provider_id: uuid.UUID | None = None
+    url: Url
+    username: Annotated[str, StringConstraints(max_length=320)] | None = None
+    password: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+class CalendarConnectionOut(Out):
+    id: uuid.UUID
+    room_id: uuid.UUID | None
+    provider_id: uuid.UUID | None
+    url: str
+    username: str | None
+    has_password: bool
+    is_active: bool
+    last_synced_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, c: CalendarConnection) -> CalendarConnectionOut:
+        return cls(
+            id=c.id,
+            room_id=c.room_id,
+            provider_id=c.provider_id,
+            url=c.url,
+            username=c.username,
+            has_password=c.password_encrypted is not None,
+            is_active=c.is_active,
+            last_synced_at=c.last_synced_at,
+            last_error=c.last_error,
+            created_at=c.created_at,
+        )
+
+
+class FeedOut(Out):
+    url: str = Field(description="Subscribe to this URL in any calendar app; keep it secret")

@@ -277,7 +277,7 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        CheckConstraint("topic IN ('email', 'calendar', 'webhook')", name="topic"),
+        CheckConstraint("topic IN ('event', 'email', 'calendar', 'webhook')", name="topic"),
         Index(
             "ix_outbox_due",
             "next_attempt_at",

@@ -37,6 +37,7 @@ from boxoffice.domain.errors import (
     SlotUnavailable,
 )
 from boxoffice.services import idempotency
+from boxoffice.services.booking_events import BookingEvent, record
 from boxoffice.services.organizations import refund_tiers
 from boxoffice.services.timeslots import get_timeslot, is_bookable
 
@@ -212,6 +213,12 @@ def create_booking(
         "currency": room.organization.currency,
         "refunded_minor": 0,
         "notes": notes,
+        "customer_name": None,
+        "customer_email": None,
+        "customer_phone": None,
+        "customer_timezone": None,
+        "sequence": 0,
+        "reminded_at": None,
         "hold_expires_at": None,
         "cancelled_at": None,
         "created_at": now,
@@ -225,6 +232,10 @@ def create_booking(
     db.add(booking)
     set_committed_value(booking, "session", session)
     _record(db, booking, None, status, actor_id=user_id, reason="booked", now=now)
+    events = [BookingEvent.CREATED]
+    if status is BookingStatus.CONFIRMED:
+        events.append(BookingEvent.CONFIRMED)
+    record(db, booking, session, events, now=now)
     if idempotency_key is not None:
         idempotency.complete(
             db, scope=scope, key=idempotency_key, resource_type="booking", resource_id=booking.id
@@ -237,7 +248,7 @@ def cancel_booking(
     booking_id: uuid.UUID,
     owner: Owner,
     *,
-    actor_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
     reason: str,
     by_organiser: bool,
     now: datetime,
@@ -268,12 +279,22 @@ def cancel_booking(
         cancelled_at=now,
         by_organiser=by_organiser,
     )
+    previous_status = booking.status
     _release_seat(db, session)
     _set_status(db, booking, BookingStatus.CANCELLED, actor_id=actor_id, reason=reason, now=now)
     booking.cancelled_at = now
     booking.refunded_minor = refund
     if refund > 0:
         booking.payment_status = PaymentStatus.REFUNDED.value
+    record(
+        db,
+        booking,
+        session,
+        [BookingEvent.CANCELLED],
+        now=now,
+        previous_status=previous_status,
+        refund_minor=refund,
+    )
     db.flush()
     return booking, refund
 
@@ -316,6 +337,8 @@ def reschedule_booking(
         _take_seat(db, new, now=now)
     booking.session = new
     booking.updated_at = now
+    booking.sequence += 1
+    booking.reminded_at = None  # a reminder for the new time, if it is far enough ahead
     _record(
         db,
         booking,
@@ -324,6 +347,15 @@ def reschedule_booking(
         actor_id=actor_id,
         reason=f"rescheduled from {old.start_at.isoformat()} to {new.start_at.isoformat()}",
         now=now,
+    )
+    record(
+        db,
+        booking,
+        new,
+        [BookingEvent.RESCHEDULED],
+        now=now,
+        previous_status=booking.status,
+        previous=old,
     )
     db.flush()
     return booking
@@ -336,7 +368,7 @@ def change_status(
     org_id: uuid.UUID,
     status: BookingStatus | None,
     payment_status: PaymentStatus | None,
-    actor_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
     reason: str,
     now: datetime,
 ) -> tuple[Booking, int]:
@@ -370,9 +402,21 @@ def change_status(
     booking = get_booking(db, booking_id, owner, lock=True)
     session = _session_of(booking)
     check_transition(BookingStatus(booking.status), status, starts_at=session.start_at, now=now)
+    previous_status = booking.status
     _set_status(db, booking, status, actor_id=actor_id, reason=reason, now=now)
+    if status in _STATUS_EVENTS:
+        record(
+            db, booking, session, [_STATUS_EVENTS[status]], now=now, previous_status=previous_status
+        )
     db.flush()
     return booking, 0
+
+
+_STATUS_EVENTS = {
+    BookingStatus.CONFIRMED: BookingEvent.CONFIRMED,
+    BookingStatus.COMPLETED: BookingEvent.COMPLETED,
+    BookingStatus.NO_SHOW: BookingEvent.NO_SHOW,
+}
 
 
 def _session_of(booking: Booking) -> Session:
@@ -421,7 +465,7 @@ def _set_status(
     booking: Booking,
     status: BookingStatus,
     *,
-    actor_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
     reason: str,
     now: datetime,
 ) -> None:
@@ -437,7 +481,7 @@ def _record(
     previous: BookingStatus | None,
     status: BookingStatus,
     *,
-    actor_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
     reason: str,
     now: datetime,
 ) -> None:

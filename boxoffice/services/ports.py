@@ -95,3 +95,12 @@ class WebhookMessage:
 class WebhookSender(Protocol):
     def send(self, message: WebhookMessage) -> None:
         """POST the signed body; a non-2xx answer or a network error is DeliveryError."""
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """The adapters an instance delivers through, chosen once at start-up."""
+
+    mailer: Mailer
+    calendar: Calendar
+    webhooks: WebhookSender

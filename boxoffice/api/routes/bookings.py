@@ -24,6 +24,7 @@ from boxoffice.api.schemas import (
     error_responses,
 )
 from boxoffice.domain.money import to_major
+from boxoffice.observability import BOOKINGS_CREATED
 from boxoffice.services import auth, bookings, rooms, timeslots
 
 router = APIRouter(
@@ -104,9 +105,12 @@ def create_booking(
             idempotency_key=idempotency_key,
             now=now,
         )
-        if not is_new:
-            response.headers["Idempotent-Replayed"] = "true"
-        return BookingOut.of(booking, now)
+        out = BookingOut.of(booking, now)
+    if is_new:
+        BOOKINGS_CREATED.inc()
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
+    return out
 
 
 @router.get("", response_model=BookingPageOut)

@@ -40,7 +40,7 @@ def upgrade() -> None:
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("dead_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
-            "topic IN ('email', 'calendar', 'webhook')", name=op.f("ck_outbox_topic")
+            "topic IN ('event', 'email', 'calendar', 'webhook')", name=op.f("ck_outbox_topic")
         ),
         sa.ForeignKeyConstraint(
             ["org_id"],

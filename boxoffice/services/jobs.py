@@ -1,0 +1,139 @@
+"""Periodic jobs: each one a use case that is safe to run in two workers at once.
+
+Every job claims its rows with a conditional UPDATE (or a SKIP LOCKED select on
+PostgreSQL), so two workers finding the same due row act on it once; the outbox
+rows they write carry stable ids as a second guard.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import cast
+
+from sqlalchemy import Table, select, update
+
+from boxoffice.db.models import Booking, Session
+from boxoffice.db.session import Db
+from boxoffice.domain.bookings import BookingStatus
+from boxoffice.services.booking_events import BookingEvent, record
+from boxoffice.services.bookings import Owner, cancel_booking, change_status
+
+_BOOKINGS = cast(Table, Booking.__table__)
+_SESSIONS = cast(Table, Session.__table__)
+_REMINDER_NAMESPACE = uuid.UUID("6f1c7f5e-2d4b-4c35-9a51-0b6f3d1e8a20")
+
+
+def _skip_locked(db: Db, stmt: object) -> object:
+    if db.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update(skip_locked=True)  # type: ignore[attr-defined]
+    return stmt
+
+
+def expire_holds(db: Db, *, now: datetime, limit: int = 100) -> int:
+    """Cancel pending bookings whose hold has run out (reason payment_timeout)."""
+    stmt = (
+        select(Booking.id, Booking.org_id)
+        .where(
+            Booking.status == BookingStatus.PENDING.value,
+            Booking.hold_expires_at.is_not(None),
+            Booking.hold_expires_at <= now,
+        )
+        .order_by(Booking.hold_expires_at)
+        .limit(limit)
+    )
+    rows = db.execute(_skip_locked(db, stmt)).all()  # type: ignore[call-overload]
+    for row in rows:
+        cancel_booking(
+            db,
+            row.id,
+            Owner(org_id=row.org_id),
+            actor_id=None,
+            reason="payment_timeout",
+            by_organiser=True,
+            now=now,
+        )
+    return len(rows)
+
+
+def send_reminders(db: Db, *, now: datetime, lead: timedelta, limit: int = 200) -> int:
+    """Queue the reminder email of confirmed bookings starting within ``lead``, once each.
+
+    A booking made (or moved) when its start was already closer than ``lead`` got
+    its confirmation just now and no reminder.
+    """
+    candidates = db.execute(
+        select(Booking.id, Booking.updated_at, Session.start_at)
+        .join(Booking.session)
+        .where(
+            Booking.status == BookingStatus.CONFIRMED.value,
+            Booking.reminded_at.is_(None),
+            Session.start_at > now,
+            Session.start_at <= now + lead,
+        )
+        .limit(limit)
+    ).all()
+    if not candidates:
+        return 0
+    # Every candidate is claimed, also those too recent for a reminder, so that the
+    # next run does not look at them again.
+    late = {c.id for c in candidates if c.updated_at > c.start_at - lead}
+    claimed = list(
+        db.execute(
+            update(_BOOKINGS)
+            .where(
+                _BOOKINGS.c.id.in_([c.id for c in candidates]),
+                _BOOKINGS.c.reminded_at.is_(None),
+            )
+            .values(reminded_at=now)
+            .returning(_BOOKINGS.c.id)
+        ).scalars()
+    )
+    due = [booking_id for booking_id in claimed if booking_id not in late]
+    bookings = db.execute(
+        select(Booking).join(Booking.session).where(Booking.id.in_(due))
+    ).scalars()
+    for booking in bookings:
+        session = booking.session
+        assert session is not None
+        stable = uuid.uuid5(_REMINDER_NAMESPACE, f"{booking.id}:{session.start_at.isoformat()}")
+        record(db, booking, session, [BookingEvent.REMINDER], now=now, event_id=stable)
+    return len(due)
+
+
+def complete_sessions(db: Db, *, now: datetime, limit: int = 100) -> int:
+    """Mark sessions that have ended completed, and their confirmed bookings with them."""
+    stmt = (
+        select(Session.id)
+        .where(Session.end_at <= now, Session.status.in_(("scheduled", "in_progress")))
+        .order_by(Session.end_at)
+        .limit(limit)
+    )
+    ids = list(db.execute(_skip_locked(db, stmt)).scalars())  # type: ignore[call-overload]
+    if not ids:
+        return 0
+    ended = list(
+        db.execute(
+            update(_SESSIONS)
+            .where(_SESSIONS.c.id.in_(ids), _SESSIONS.c.status.in_(("scheduled", "in_progress")))
+            .values(status="completed", updated_at=now)
+            .returning(_SESSIONS.c.id)
+        ).scalars()
+    )
+    attendees = db.execute(
+        select(Booking.id, Booking.org_id).where(
+            Booking.session_id.in_(ended), Booking.status == BookingStatus.CONFIRMED.value
+        )
+    ).all()
+    for booking_id, org_id in attendees:
+        change_status(
+            db,
+            booking_id,
+            org_id=org_id,
+            status=BookingStatus.COMPLETED,
+            payment_status=None,
+            actor_id=None,
+            reason="session ended",
+            now=now,
+        )
+    return len(ended)
