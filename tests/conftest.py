@@ -8,8 +8,10 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -20,9 +22,14 @@ from boxoffice.api.deps import get_now
 from boxoffice.app import create_app
 from boxoffice.db import migrate
 from boxoffice.db.session import Database
+from boxoffice.integrations.calendar.caldav import CalDavCalendar
+from boxoffice.integrations.mail.files import FileMailer
+from boxoffice.integrations.webhooks import HttpWebhookSender
 from boxoffice.services import auth
 from boxoffice.services.organizations import create_organization
+from boxoffice.services.ports import Adapters
 from boxoffice.settings import Settings
+from boxoffice.worker.dispatcher import Worker
 
 PG_URL = os.environ.get(
     "BOXOFFICE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -155,6 +162,33 @@ def client(settings: Settings, database: Database, clock: Clock) -> Iterator[Tes
     app.dependency_overrides[get_now] = clock
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
+
+
+@pytest.fixture
+def adapters(settings: Settings) -> Adapters:
+    """The real adapters: .eml files in the data directory, CalDAV, HTTP webhooks."""
+    return Adapters(
+        mailer=FileMailer(settings.resolved_mail_dir, settings.mail_from),
+        calendar=CalDavCalendar(timeout_s=3),
+        webhooks=HttpWebhookSender(timeout_s=3),
+    )
+
+
+@pytest.fixture
+def worker(settings: Settings, database: Database, adapters: Adapters, clock: Clock) -> Worker:
+    """An outbox worker on the test clock; tests call ``drain()`` / ``run_periodic()``."""
+    return Worker(database, settings, adapters, clock=clock)
+
+
+def sent_mail(settings: Settings) -> list[EmailMessage]:
+    """The messages the file mailer wrote, oldest first."""
+    folder = settings.resolved_mail_dir
+    if not folder.exists():
+        return []
+    files = sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
+    return [
+        cast(EmailMessage, message_from_bytes(f.read_bytes(), policy=policy.default)) for f in files
+    ]
 
 
 class Api:
