@@ -5,7 +5,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 install: ## Install Box Office with the test tools
-	pip install -e '.[test]'
+	URLLIB3_NO_OVERRIDE=1 PIP_NO_BINARY=urllib3-future pip install -e '.[test]'
 
 demo: ## Seed the demo organisation and serve on http://127.0.0.1:8000
 	boxoffice demo

@@ -18,7 +18,7 @@ from boxoffice.api.docs import mount_docs
 from boxoffice.api.routes import admin, auth, bookings, health, metrics, side_effects
 from boxoffice.db.session import Database
 from boxoffice.integrations.factory import build_adapters
-from boxoffice.observability import request_id
+from boxoffice.observability import bind_request_id, unbind_request_id
 from boxoffice.settings import Settings, get_settings
 from boxoffice.worker.dispatcher import Worker
 
@@ -44,11 +44,11 @@ class RequestIdMiddleware:
                 MutableHeaders(scope=message).append("X-Request-Id", rid)
             await send(message)
 
-        token = request_id.set(rid)
+        tokens = bind_request_id(rid)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            request_id.reset(token)
+            unbind_request_id(tokens)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextvars
-import json
 import logging
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from prometheus_client import Counter, Gauge
 
 BOOKINGS_CREATED = Counter("boxoffice_bookings_created", "Bookings created")
@@ -26,52 +24,41 @@ JOB_RUNS = Counter(
     "boxoffice_periodic_job_runs", "Periodic job runs, by job and result", ["job", "result"]
 )
 
-request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+def bind_request_id(rid: str) -> object:
+    """Tag every log line of the current request (or task) with ``requestId``."""
+    return structlog.contextvars.bind_contextvars(requestId=rid)
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request id, extras."""
-
-    _PLAIN = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        rid = request_id.get()
-        if rid is not None:
-            entry["requestId"] = rid
-        for key, value in vars(record).items():
-            if key not in self._PLAIN and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-class _RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        rid = request_id.get()
-        record.request_id = f" [{rid}]" if rid else ""
-        return True
+def unbind_request_id(tokens: object) -> None:
+    structlog.contextvars.reset_contextvars(**tokens)  # type: ignore[arg-type]
 
 
 def configure_logging(level: str = "INFO", *, json_lines: bool | None = None) -> None:
-    """Log to stderr: JSON lines unless stderr is a terminal (or as ``json_lines`` says)."""
+    """Our loggers to stderr: JSON lines unless stderr is a terminal (or as ``json_lines``
+    says), each with time, level, logger, message and the request id when there is one."""
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     handler = logging.StreamHandler()
-    if json_lines:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.addFilter(_RequestIdFilter())
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s%(request_id)s: %(message)s")
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer,
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+            ],
         )
-    root = logging.getLogger("boxoffice")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    )
+    logger = logging.getLogger("boxoffice")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
