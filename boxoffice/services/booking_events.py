@@ -86,6 +86,7 @@ def record(
     ``event_id`` defaults to a fresh one; periodic jobs pass a stable one so that
     two workers finding the same due booking write the row once.
     """
+    fresh_key = event_id is None
     event_id = event_id or uuid.uuid4()
     payload: dict[str, Any] = {
         "eventId": str(event_id),
@@ -109,6 +110,7 @@ def record(
         dedupe_key=f"event:{event_id}",
         payload=payload,
         now=now,
+        fresh_key=fresh_key,
     )
 
 

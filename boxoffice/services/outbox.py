@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, func, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import aliased
 
 from boxoffice.db.locking import insert_if_absent
@@ -25,6 +25,7 @@ from boxoffice.db.session import Db
 from boxoffice.domain.errors import Conflict, InvalidInput, NotFound
 
 _OUTBOX = cast(Table, OutboxMessage.__table__)
+_INSERT = insert(_OUTBOX)
 MAX_ERROR = 2000
 MAX_PAGE_SIZE = 100
 
@@ -76,8 +77,13 @@ def enqueue(
     dedupe_key: str,
     payload: dict[str, Any],
     now: datetime,
+    fresh_key: bool = False,
 ) -> bool:
-    """Write a row in the caller's transaction; False if ``dedupe_key`` exists already."""
+    """Write a row in the caller's transaction; False if ``dedupe_key`` exists already.
+
+    ``fresh_key`` says the key was just made up (a new uuid), so the row is inserted
+    without the conflict check: the booking path's one plain, prepared INSERT.
+    """
     values = {
         "org_id": org_id,
         "topic": topic.value,
@@ -88,6 +94,9 @@ def enqueue(
         "next_attempt_at": now,
         "created_at": now,
     }
+    if fresh_key:
+        db.execute(_INSERT, values)
+        return True
     return insert_if_absent(db, _OUTBOX, values, ("dedupe_key",))
 
 
