@@ -7,7 +7,7 @@ Instants are ``*_at`` columns of :class:`UTCDateTime`.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -133,6 +134,193 @@ class Provider(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class Service(Base):
+    """What a provider offers: a 50-minute therapy session, a haircut, a consultation."""
+
+    __tablename__ = "services"
+    __table_args__ = (
+        CheckConstraint("duration_min >= 5 AND duration_min <= 1440", name="duration"),
+        CheckConstraint("price_minor >= 0", name="price"),
+        CheckConstraint("capacity >= 1", name="capacity"),
+        CheckConstraint(
+            "buffer_before_min >= 0 AND buffer_after_min >= 0 AND min_notice_min >= 0",
+            name="non_negative",
+        ),
+        CheckConstraint("max_days_ahead >= 1", name="horizon"),
+        CheckConstraint("slot_step_min IS NULL OR slot_step_min >= 5", name="step"),
+        CheckConstraint(
+            "kind IN ('individual', 'workshop', 'course', 'package', 'bundle')", name="kind"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id()
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(16), default="individual")
+    duration_min: Mapped[int] = mapped_column(Integer)
+    price_minor: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    capacity: Mapped[int] = mapped_column(Integer, default=1)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    buffer_before_min: Mapped[int] = mapped_column(Integer, default=0)
+    buffer_after_min: Mapped[int] = mapped_column(Integer, default=0)
+    min_notice_min: Mapped[int] = mapped_column(Integer, default=0)
+    max_days_ahead: Mapped[int] = mapped_column(Integer, default=60)
+    slot_step_min: Mapped[int | None] = mapped_column(Integer)  # None: the duration
+    # The providers' schedule of this name; None: each provider's default schedule.
+    schedule_name: Mapped[str | None] = mapped_column(String(100))
+    # A room of this type must be free too (e.g. 'treatment'); None: no room.
+    room_type: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ServiceProvider(Base):
+    """A service is offered by one or more providers."""
+
+    __tablename__ = "service_providers"
+
+    service_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("services.id", ondelete="CASCADE"), primary_key=True
+    )
+    provider_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+
+
+class Schedule(Base):
+    """A provider's named weekly availability ("clinic", "online") in one time zone."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (UniqueConstraint("provider_id", "name"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created_at()
+
+    blocks: Mapped[list[AvailabilityBlock]] = relationship(
+        order_by="(AvailabilityBlock.weekday, AvailabilityBlock.start_min)",
+        cascade="all, delete-orphan",
+    )
+
+
+class AvailabilityBlock(Base):
+    """Recurring weekly hours: weekday (0 = Monday), minutes from local midnight."""
+
+    __tablename__ = "availability_blocks"
+    __table_args__ = (
+        CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday"),
+        CheckConstraint("start_min >= 0 AND end_min <= 1440 AND start_min < end_min", name="hours"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    schedule_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), index=True
+    )
+    weekday: Mapped[int] = mapped_column(Integer)
+    start_min: Mapped[int] = mapped_column(Integer)
+    end_min: Mapped[int] = mapped_column(Integer)
+
+
+class DatedAvailability(Base):
+    """Hours on one local date, for all the provider's schedules or one: added to the
+    day's weekly hours, or replacing them (``replace`` with 0-0 closes the day)."""
+
+    __tablename__ = "dated_availability"
+    __table_args__ = (
+        CheckConstraint(
+            "start_min >= 0 AND end_min <= 1440 AND start_min <= end_min", name="hours"
+        ),
+        Index("ix_dated_availability_provider_day", "provider_id", "day"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    schedule_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE")
+    )
+    day: Mapped[date] = mapped_column(Date)
+    start_min: Mapped[int] = mapped_column(Integer)
+    end_min: Mapped[int] = mapped_column(Integer)
+    replace: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class TimeOff(Base):
+    """A provider away: a vacation, a sick day, an afternoon."""
+
+    __tablename__ = "time_off"
+    __table_args__ = (
+        CheckConstraint("end_at > start_at", name="time_order"),
+        Index("ix_time_off_provider_start", "provider_id", "start_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Lead(Base):
+    """Someone interested, not yet a client."""
+
+    __tablename__ = "leads"
+    __table_args__ = (
+        CheckConstraint("status IN ('new', 'contacted', 'converted')", name="status"),
+        Index("ix_leads_org_email", "org_id", "email"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    email: Mapped[str] = mapped_column(String(320))  # stored lower-case
+    name: Mapped[str] = mapped_column(String(200), default="")
+    source: Mapped[str] = mapped_column(String(100), default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    client_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("clients.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Client(Base):
+    """A customer of an organisation, one per email."""
+
+    __tablename__ = "clients"
+    __table_args__ = (UniqueConstraint("org_id", "email"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    email: Mapped[str] = mapped_column(String(320))  # stored lower-case
+    name: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str | None] = mapped_column(String(40))
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class BookingSeries(Base):
+    """Recurring appointments: every ``interval_weeks`` weeks, ``count`` times."""
+
+    __tablename__ = "booking_series"
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id()
+    interval_weeks: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created_at()
+
+
 class Session(Base):
     """The one time container: a room timeslot, an appointment, a workshop, a class.
 
@@ -161,6 +349,14 @@ class Session(Base):
             using="gist",
             where="room_id IS NOT NULL AND status <> 'canceled'",
         ).ddl_if(dialect="postgresql"),
+        Index("ix_sessions_provider_start", "provider_id", "start_at"),
+        ExcludeConstraint(
+            ("provider_id", "="),
+            (text("tstzrange(start_at, end_at)"), "&&"),
+            name="ex_sessions_provider_overlap",
+            using="gist",
+            where="provider_id IS NOT NULL AND status <> 'canceled'",
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[uuid.UUID] = _id()
@@ -168,6 +364,15 @@ class Session(Base):
     kind: Mapped[str] = mapped_column(String(16), default="timeslot")
     title: Mapped[str | None] = mapped_column(String(200))
     room_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    provider_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("providers.id", ondelete="RESTRICT")
+    )
+    service_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("services.id", ondelete="RESTRICT"), index=True
+    )
+    # Buffers of the service at booking time: the provider is kept free around it.
+    buffer_before_min: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    buffer_after_min: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     start_at: Mapped[datetime] = mapped_column(UTCDateTime)
     end_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16), default="scheduled")
@@ -180,6 +385,8 @@ class Session(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     room: Mapped[Room | None] = relationship()
+    provider: Mapped[Provider | None] = relationship()
+    service: Mapped[Service | None] = relationship()
 
 
 class Booking(Base):
@@ -207,6 +414,12 @@ class Booking(Base):
         ForeignKey("sessions.id", ondelete="RESTRICT")
     )
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    client_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("clients.id", ondelete="SET NULL"), index=True
+    )
+    series_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("booking_series.id", ondelete="SET NULL"), index=True
+    )
     status: Mapped[str] = mapped_column(String(16))
     payment_status: Mapped[str] = mapped_column(String(16))
     price_minor: Mapped[int] = mapped_column(Integer)

@@ -89,3 +89,15 @@ def test_migrations_go_down_and_up_again(database: Database) -> None:
     assert tables == 0
     migrate.upgrade(database.engine)
     _room(database)  # the schema works again, constraints included
+
+
+def test_the_migrations_make_exactly_the_models_schema(database: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from boxoffice.db.base import Base
+
+    with database.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
