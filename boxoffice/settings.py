@@ -16,7 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BOXOFFICE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="BOXOFFICE_", extra="ignore", validate_by_name=True
+    )
 
     data_dir: Path = Path(".boxoffice")
     database_url: str | None = Field(

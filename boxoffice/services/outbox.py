@@ -170,6 +170,16 @@ def mark_delivered(db: Db, ids: list[int], *, now: datetime) -> None:
         db.connection().execute(_MARK_DELIVERED, [{"row_id": i, "now": now} for i in ids])
 
 
+def release(db: Db, ids: list[int], *, now: datetime) -> None:
+    """Hand claimed rows back untried: due now, the attempt not counted."""
+    if ids:
+        db.execute(
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id.in_(ids), _OUTBOX.c.delivered_at.is_(None))
+            .values(next_attempt_at=now, attempts=_OUTBOX.c.attempts - 1)
+        )
+
+
 def claim_for_fan_out(db: Db, row_id: int, *, now: datetime) -> bool:
     """Mark one row delivered in the caller's transaction; False if another got it first.
 

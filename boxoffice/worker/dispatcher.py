@@ -132,7 +132,13 @@ class Worker:
             )
         delivered: list[Claimed] = []
         failed: list[tuple[Claimed, str]] = []
+        unsent: list[Claimed] = []
+        # Stop well inside the lease: past it, another worker may claim these rows again.
+        deadline = time.monotonic() + self.settings.worker_lease_s / 2
         for row in claimed:
+            if time.monotonic() > deadline:
+                unsent.append(row)
+                continue
             try:
                 self._deliver(row)
             except DeliveryError as exc:
@@ -144,10 +150,11 @@ class Worker:
                 if row.topic is not Topic.EVENT:  # an event row records itself
                     delivered.append(row)
                 DELIVERIES.labels(row.topic.value, "delivered").inc()
-        if delivered or failed:
+        if delivered or failed or unsent:
             done = self.clock()
             with self.database.write() as db:
                 outbox.mark_delivered(db, [r.id for r in delivered], now=done)
+                outbox.release(db, [r.id for r in unsent], now=done)
                 for row, error in failed:
                     state = outbox.mark_failed(db, row, error, now=done, backoff=self.backoff)
                     result = "dead" if state is DeliveryState.DEAD else "retry"
@@ -166,7 +173,11 @@ class Worker:
         if row.topic is Topic.EVENT:
             with self.database.write() as db:
                 booking_events.fan_out(
-                    db, row, now=self.clock(), public_url=self.settings.public_url
+                    db,
+                    row,
+                    now=self.clock(),
+                    public_url=self.settings.public_url,
+                    secret_key=self.secret_key,
                 )
         elif row.topic is Topic.EMAIL:
             email = render(

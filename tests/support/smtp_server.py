@@ -8,10 +8,13 @@
 
 ``stop()`` and ``start()`` again keep the port, so fault tests can take the relay away
 and bring it back. ``reply`` makes DATA answer with that line instead of 250.
+``delay_s`` makes DATA wait that long before it keeps the message and answers 250
+(a slow relay); a client that disconnects meanwhile leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -88,6 +91,9 @@ class _Handler:
         self._server = server
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self._server.delay_s > 0:
+            # aiosmtpd cancels this coroutine when the client goes away.
+            await asyncio.sleep(self._server.delay_s)
         reply = self._server.reply
         if reply is not None:
             return reply
@@ -122,6 +128,7 @@ class SmtpServer:
         implicit_tls: bool = False,
         auth: tuple[str, str] | None = None,
         reply: str | None = None,
+        delay_s: float = 0.0,
     ) -> None:
         if starttls and implicit_tls:
             raise ValueError("Choose STARTTLS or implicit TLS, not both.")
@@ -129,6 +136,7 @@ class SmtpServer:
         self.port = port or free_port()
         self.auth = auth
         self.reply = reply
+        self.delay_s = delay_s
         self._received: list[Received] = []
         self._lock = threading.Lock()
         self._controller: Controller | None = None
