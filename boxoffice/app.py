@@ -15,7 +15,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from boxoffice.api import errors
 from boxoffice.api.docs import mount_docs
-from boxoffice.api.routes import admin, auth, bookings, health, metrics, side_effects
+from boxoffice.api.routes import (
+    admin,
+    auth,
+    bookings,
+    catalogue,
+    health,
+    metrics,
+    public,
+    side_effects,
+)
 from boxoffice.db.session import Database
 from boxoffice.integrations.factory import build_adapters
 from boxoffice.observability import bind_request_id, unbind_request_id
@@ -99,7 +108,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         auth.router,
         bookings.router,
         admin.router,
+        catalogue.router,
         side_effects.router,
+        public.router,
         side_effects.feeds,
     ):
         app.include_router(router)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
@@ -123,6 +124,15 @@ def database(database_url: str) -> Iterator[Database]:
     db = Database.from_url(database_url, pool_size=20)
     yield db
     db.dispose()
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sign-ins are tested, their cost is not: argon2 at its cheapest (the real cost is
+    about 0.4 s per account, which would dominate the suite)."""
+    monkeypatch.setattr(
+        auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
 
 
 # --- time -------------------------------------------------------------------------------

@@ -206,14 +206,14 @@ class TimeslotOut(Out):
     available_spots: int
 
     @classmethod
-    def of(cls, session: Session, room: Room, now: datetime) -> TimeslotOut:
+    def of(cls, session: Session, room: Room, now: datetime, *, busy: bool = False) -> TimeslotOut:
         currency = room.organization.currency
         return cls(
             id=session.id,
             room_id=room.id,
             start_time=session.start_at,
             end_time=session.end_at,
-            is_available=is_bookable(session, room=room, now=now),
+            is_available=is_bookable(session, room=room, now=now, busy=busy),
             price=to_major(session.price_minor, currency),
             currency=currency,
             max_bookings=session.max_participants,

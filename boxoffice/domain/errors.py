@@ -52,6 +52,12 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class InvalidQuery(InvalidInput):
+    """A query that cannot be answered as asked (an inverted or too long window)."""
+
+    code = "invalid_query"
+
+
 class Unauthorized(DomainError):
     code = "unauthorized"
 

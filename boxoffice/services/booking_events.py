@@ -22,6 +22,7 @@ from sqlalchemy.orm import joinedload
 from boxoffice.db.models import (
     Booking,
     CalendarConnection,
+    Organization,
     Room,
     Session,
     User,
@@ -29,7 +30,7 @@ from boxoffice.db.models import (
 )
 from boxoffice.db.session import Db
 from boxoffice.domain.bookings import BookingStatus
-from boxoffice.services import crypto, outbox
+from boxoffice.services import crypto, links, outbox
 from boxoffice.services.outbox import Claimed, Topic
 from boxoffice.services.ports import CalendarAccess, CalendarEvent
 
@@ -114,7 +115,7 @@ def record(
     )
 
 
-def fan_out(db: Db, row: Claimed, *, now: datetime, public_url: str) -> int:
+def fan_out(db: Db, row: Claimed, *, now: datetime, public_url: str, secret_key: str) -> int:
     """Turn a claimed event row into its side-effect rows; returns how many were written.
 
     Runs in one write transaction: the event row is marked delivered by the same
@@ -134,8 +135,8 @@ def fan_out(db: Db, row: Claimed, *, now: datetime, public_url: str) -> int:
     types = [BookingEvent(t) for t in event["types"]]
     written = 0
     for event_type in types:
-        if _wants_email(event_type, event):
-            email = _email_payload(db, booking, session, event_type, event, public_url)
+        if _wants_email(event_type, event, booking):
+            email = _email_payload(db, booking, session, event_type, event, public_url, secret_key)
             if email is not None:
                 written += _child(
                     db, row, Topic.EMAIL, f"email:{booking.id}", event_type, email, now=now
@@ -201,9 +202,11 @@ def _child(
     return int(inserted)
 
 
-def _wants_email(event_type: BookingEvent, event: dict[str, Any]) -> bool:
+def _wants_email(event_type: BookingEvent, event: dict[str, Any], booking: Booking) -> bool:
     if event_type not in _EMAIL_KIND:
         return False
+    if event_type is BookingEvent.REMINDER:
+        return booking.status == BookingStatus.CONFIRMED.value  # not if cancelled meanwhile
     if event_type is BookingEvent.CANCELLED:
         # Nobody was told of a hold that was never confirmed; no need to cancel it.
         return event.get("previousStatus") == BookingStatus.CONFIRMED.value
@@ -230,12 +233,13 @@ def _email_payload(
     event_type: BookingEvent,
     event: dict[str, Any],
     public_url: str,
+    secret_key: str,
 ) -> dict[str, Any] | None:
     recipient = _recipient(db, booking)
     if recipient is None:
         return None
     room = session.room
-    org = room.organization if room is not None else None
+    org = db.get(Organization, booking.org_id)
     return {
         "kind": _EMAIL_KIND[event_type],
         "bookingId": str(booking.id),
@@ -253,7 +257,9 @@ def _email_payload(
         "currency": booking.currency,
         "refundMinor": event.get("refundMinor", 0),
         "previousStartAt": event.get("previousStartAt"),
-        "manageUrl": f"{public_url.rstrip('/')}/api/v1/bookings/{booking.id}",
+        "manageUrl": links.management_url(public_url, booking.id, secret=secret_key)
+        if booking.customer_email
+        else f"{public_url.rstrip('/')}/api/v1/bookings/{booking.id}",
     }
 
 
@@ -261,6 +267,8 @@ def _calendar_connections(db: Db, session: Session) -> list[uuid.UUID]:
     owners = []
     if session.room_id is not None:
         owners.append(CalendarConnection.room_id == session.room_id)
+    if session.provider_id is not None:
+        owners.append(CalendarConnection.provider_id == session.provider_id)
     if not owners:
         return []
     return list(

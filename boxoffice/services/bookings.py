@@ -38,8 +38,8 @@ from boxoffice.domain.errors import (
 )
 from boxoffice.services import idempotency
 from boxoffice.services.booking_events import BookingEvent, record
-from boxoffice.services.organizations import refund_tiers
-from boxoffice.services.timeslots import get_timeslot, is_bookable
+from boxoffice.services.organizations import get_organization, refund_tiers
+from boxoffice.services.timeslots import busy_timeslots, get_timeslot, is_bookable
 
 MAX_PAGE_SIZE = 100
 MAX_NOTES = 2000
@@ -85,6 +85,16 @@ class Owner:
         if self.org_id is not None:
             stmt = stmt.where(Booking.org_id == self.org_id)
         return stmt
+
+
+@dataclass(frozen=True)
+class Customer:
+    """Who booked, when there is no account: the one to tell."""
+
+    name: str
+    email: str
+    phone: str | None = None
+    timezone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,24 +209,57 @@ def create_booking(
             {"timeslotId": str(timeslot_id), "roomId": str(room_id)},
         )
     _take_seat(db, session, now=now)
-    status, payment_status = initial_status(session.price_minor)
     room = session.room
     assert room is not None
+    booking = add_booking(
+        db,
+        session,
+        currency=room.organization.currency,
+        user_id=user_id,
+        notes=notes,
+        actor_id=user_id,
+        now=now,
+    )
+    if idempotency_key is not None:
+        idempotency.complete(
+            db, scope=scope, key=idempotency_key, resource_type="booking", resource_id=booking.id
+        )
+    return booking, True
+
+
+def add_booking(
+    db: Db,
+    session: Session,
+    *,
+    currency: str,
+    notes: str,
+    now: datetime,
+    user_id: uuid.UUID | None = None,
+    actor_id: uuid.UUID | None = None,
+    customer: Customer | None = None,
+    client_id: uuid.UUID | None = None,
+    series_id: uuid.UUID | None = None,
+) -> Booking:
+    """Record a booking of a seat the caller has just taken in ``session``, with its
+    status history and its outbox event. Caller holds the seat (see :func:`_take_seat`)."""
+    status, payment_status = initial_status(session.price_minor)
     values = {
         "id": uuid.uuid4(),
         "org_id": session.org_id,
         "session_id": session.id,
         "user_id": user_id,
+        "client_id": client_id,
+        "series_id": series_id,
         "status": status.value,
         "payment_status": payment_status.value,
         "price_minor": session.price_minor,
-        "currency": room.organization.currency,
+        "currency": currency,
         "refunded_minor": 0,
         "notes": notes,
-        "customer_name": None,
-        "customer_email": None,
-        "customer_phone": None,
-        "customer_timezone": None,
+        "customer_name": customer.name if customer else None,
+        "customer_email": customer.email if customer else None,
+        "customer_phone": customer.phone if customer else None,
+        "customer_timezone": customer.timezone if customer else None,
         "sequence": 0,
         "reminded_at": None,
         "hold_expires_at": None,
@@ -231,16 +274,12 @@ def create_booking(
     make_transient_to_detached(booking)
     db.add(booking)
     set_committed_value(booking, "session", session)
-    _record(db, booking, None, status, actor_id=user_id, reason="booked", now=now)
+    _record(db, booking, None, status, actor_id=actor_id, reason="booked", now=now)
     events = [BookingEvent.CREATED]
     if status is BookingStatus.CONFIRMED:
         events.append(BookingEvent.CONFIRMED)
     record(db, booking, session, events, now=now)
-    if idempotency_key is not None:
-        idempotency.complete(
-            db, scope=scope, key=idempotency_key, resource_type="booking", resource_id=booking.id
-        )
-    return booking, True
+    return booking
 
 
 def cancel_booking(
@@ -274,13 +313,13 @@ def cancel_booking(
     paid = booking.price_minor if booking.payment_status == PaymentStatus.PAID else 0
     refund = refund_amount(
         paid_minor=paid,
-        tiers=refund_tiers(session.room.organization) if session.room else (),
+        tiers=refund_tiers(get_organization(db, booking.org_id)),
         starts_at=session.start_at,
         cancelled_at=now,
         by_organiser=by_organiser,
     )
     previous_status = booking.status
-    _release_seat(db, session)
+    release_seat(db, session)
     _set_status(db, booking, BookingStatus.CANCELLED, actor_id=actor_id, reason=reason, now=now)
     booking.cancelled_at = now
     booking.refunded_minor = refund
@@ -331,10 +370,27 @@ def reschedule_booking(
     # Touch the two session rows in id order so crossing reschedules cannot deadlock.
     if new.id.bytes < old.id.bytes:
         _take_seat(db, new, now=now)
-        _release_seat(db, old)
+        release_seat(db, old)
     else:
-        _release_seat(db, old)
+        release_seat(db, old)
         _take_seat(db, new, now=now)
+    record_move(db, booking, old, new, actor_id=actor_id, now=now)
+    return booking
+
+
+def record_move(
+    db: Db,
+    booking: Booking,
+    old: Session,
+    new: Session,
+    *,
+    actor_id: uuid.UUID | None,
+    now: datetime,
+) -> None:
+    """Point a booking at its new session, with history and outbox event.
+
+    Caller has already taken the seat in ``new`` and released the one in ``old``.
+    """
     booking.session = new
     booking.updated_at = now
     booking.sequence += 1
@@ -358,7 +414,6 @@ def reschedule_booking(
         previous=old,
     )
     db.flush()
-    return booking
 
 
 def change_status(
@@ -392,7 +447,10 @@ def change_status(
                 {"from": booking.payment_status, "to": payment_status.value},
             )
         booking.payment_status = PaymentStatus.PAID.value
+        booking.hold_expires_at = None
         booking.updated_at = now
+        if booking.status == BookingStatus.PENDING and status is None:
+            status = BookingStatus.CONFIRMED  # paid is what a pending booking waited for
     if status is None:
         return get_booking(db, booking_id, owner), 0
     if status is BookingStatus.CANCELLED:
@@ -430,15 +488,17 @@ def _take_seat(db: Db, session: Session, *, now: datetime) -> None:
     room = session.room
     if room is None or not is_bookable(session, room=room, now=now):
         _refuse(session, room, now)
-    count = db.execute(_TAKE_SEAT, {"session_id": session.id}).scalar_one_or_none()
-    if count is None:
+    if busy_timeslots(db, room.id, [session]):
+        raise SlotUnavailable(
+            "The room is taken at this time (its calendar).", {"timeslotId": str(session.id)}
+        )
+    if not try_take_seat(db, session):
         current = db.get(Session, session.id, populate_existing=True)
         if current is None:
             raise SlotUnavailable(
                 "This timeslot no longer exists.", {"timeslotId": str(session.id)}
             )
         _refuse(current, room, now)
-    set_committed_value(session, "booked_count", count)
 
 
 def _refuse(session: Session, room: Room | None, now: datetime) -> NoReturn:
@@ -455,9 +515,22 @@ def _refuse(session: Session, room: Room | None, now: datetime) -> NoReturn:
     )
 
 
-def _release_seat(db: Db, session: Session) -> None:
+def try_take_seat(db: Db, session: Session) -> bool:
+    """Take one seat in an open, scheduled session if one is left; the UPDATE is the lock."""
+    count = db.execute(_TAKE_SEAT, {"session_id": session.id}).scalar_one_or_none()
+    if count is None:
+        return False
+    set_committed_value(session, "booked_count", count)
+    return True
+
+
+def release_seat(db: Db, session: Session) -> None:
+    """Give a seat back. An appointment nobody holds any more is cancelled, which frees
+    its provider (and room) for others; a room's timeslot stays on offer."""
     count = db.execute(_RELEASE_SEAT, {"session_id": session.id}).scalar_one()
     set_committed_value(session, "booked_count", count)
+    if count == 0 and session.provider_id is not None:
+        session.status = "canceled"
 
 
 def _set_status(

@@ -6,10 +6,10 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Literal, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Table, and_, delete, insert, or_, select, update
+from sqlalchemy import Table, delete, insert, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from boxoffice.db.models import (
@@ -241,14 +241,27 @@ def busy_times(
 
 # --- ICS subscription feeds -------------------------------------------------------
 
+FeedOwner = Literal["rooms", "providers"]
 
-def room_feed_token(db: Db, room_id: uuid.UUID, *, org_id: uuid.UUID, rotate: bool) -> str:
-    """The secret of a room's feed, made on first use; ``rotate`` makes a new one."""
-    room = get_room(db, room_id, org_id=org_id)
-    if room.feed_token is None or rotate:
-        room.feed_token = secrets.token_urlsafe(32)
+
+def _feed_owner(db: Db, kind: FeedOwner, owner_id: uuid.UUID) -> Room | Provider | None:
+    if kind == "rooms":
+        return db.get(Room, owner_id)
+    return db.get(Provider, owner_id)
+
+
+def feed_token(
+    db: Db, kind: FeedOwner, owner_id: uuid.UUID, *, org_id: uuid.UUID, rotate: bool
+) -> str:
+    """The secret of a room's or provider's feed, made on first use; ``rotate`` makes a
+    new one and the old link stops working."""
+    owner = _feed_owner(db, kind, owner_id)
+    if owner is None or owner.org_id != org_id:
+        raise NotFound("Not found.", {"id": str(owner_id)})
+    if owner.feed_token is None or rotate:
+        owner.feed_token = secrets.token_urlsafe(32)
         db.flush()
-    return room.feed_token
+    return owner.feed_token
 
 
 @dataclass(frozen=True)
@@ -257,27 +270,26 @@ class Feed:
     events: list[CalendarEvent]
 
 
-def room_feed(db: Db, room_id: uuid.UUID, token: str, *, now: datetime) -> Feed:
-    """A room's confirmed bookings from a month ago to a year ahead, for a feed URL."""
-    room = db.get(Room, room_id)
+def feed(db: Db, kind: FeedOwner, owner_id: uuid.UUID, token: str, *, now: datetime) -> Feed:
+    """A room's or provider's confirmed bookings from a month ago to a year ahead."""
+    owner = _feed_owner(db, kind, owner_id)
     if (
-        room is None
-        or room.feed_token is None
-        or not secrets.compare_digest(room.feed_token, token)
+        owner is None
+        or owner.feed_token is None
+        or not secrets.compare_digest(owner.feed_token.encode(), token.encode())
     ):
-        # The same answer for a wrong token and an unknown room: nothing to probe.
+        # The same answer for a wrong token and an unknown owner: nothing to probe.
         raise Unauthorized("This calendar feed link is not valid.")
+    whose = Session.room_id == owner_id if kind == "rooms" else Session.provider_id == owner_id
     rows = db.execute(
         select(Booking)
         .join(Booking.session)
-        .options(joinedload(Booking.session))
+        .options(joinedload(Booking.session).joinedload(Session.room))
         .where(
-            Session.room_id == room_id,
+            whose,
             Booking.status.in_((BookingStatus.CONFIRMED.value, BookingStatus.COMPLETED.value)),
-            and_(
-                Session.start_at >= now - timedelta(days=FEED_PAST_DAYS),
-                Session.start_at < now + timedelta(days=FEED_FUTURE_DAYS),
-            ),
+            Session.start_at >= now - timedelta(days=FEED_PAST_DAYS),
+            Session.start_at < now + timedelta(days=FEED_FUTURE_DAYS),
         )
         .order_by(Session.start_at)
         .limit(MAX_FEED_EVENTS)
@@ -286,14 +298,15 @@ def room_feed(db: Db, room_id: uuid.UUID, token: str, *, now: datetime) -> Feed:
     for booking in rows:
         session = booking.session
         assert session is not None
+        room_name = session.room.name if session.room else ""
         events.append(
             CalendarEvent(
                 uid=calendar_uid(booking.id),
-                summary=session.title or room.name,
+                summary=session.title or room_name or "Booking",
                 start_at=session.start_at,
                 end_at=session.end_at,
                 sequence=booking.sequence,
-                location=room.name,
+                location=room_name,
             )
         )
-    return Feed(name=room.name, events=events)
+    return Feed(name=owner.name, events=events)

@@ -15,7 +15,7 @@ from sqlalchemy import Table, select, update
 
 from boxoffice.db.models import Booking, Session
 from boxoffice.db.session import Db
-from boxoffice.domain.bookings import BookingStatus
+from boxoffice.domain.bookings import BookingStatus, PaymentStatus
 from boxoffice.services.booking_events import BookingEvent, record
 from boxoffice.services.bookings import Owner, cancel_booking, change_status
 
@@ -36,6 +36,7 @@ def expire_holds(db: Db, *, now: datetime, limit: int = 100) -> int:
         select(Booking.id, Booking.org_id)
         .where(
             Booking.status == BookingStatus.PENDING.value,
+            Booking.payment_status == PaymentStatus.PENDING.value,
             Booking.hold_expires_at.is_not(None),
             Booking.hold_expires_at <= now,
         )
@@ -85,7 +86,7 @@ def send_reminders(db: Db, *, now: datetime, lead: timedelta, limit: int = 200) 
                 _BOOKINGS.c.id.in_([c.id for c in candidates]),
                 _BOOKINGS.c.reminded_at.is_(None),
             )
-            .values(reminded_at=now)
+            .values(reminded_at=now, updated_at=_BOOKINGS.c.updated_at)
             .returning(_BOOKINGS.c.id)
         ).scalars()
     )

@@ -22,7 +22,7 @@ def check_timezone(name: str) -> str:
     """Return ``name`` if it is an IANA time zone, else refuse it."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "Europe", a folder
         raise InvalidInput(f"Unknown time zone {name!r}.", {"timezone": name}) from exc
     return name
 

@@ -15,7 +15,9 @@ from boxoffice.db.models import Room, Session
 from boxoffice.db.session import Db
 from boxoffice.domain.errors import InvalidInput, NotFound
 from boxoffice.domain.money import MAX_MINOR, prorate
+from boxoffice.domain.resources import Bookings
 from boxoffice.domain.timeslots import GenerationRequest, Interval, generate_slots, without_overlaps
+from boxoffice.services import calendars
 from boxoffice.services.rooms import get_room
 
 MAX_LIST_LIMIT = 1000
@@ -32,10 +34,15 @@ class GenerationResult:
     last_end_at: datetime | None
 
 
-def is_bookable(session: Session, *, room: Room, now: datetime) -> bool:
-    """Whether a customer can take a seat in this timeslot now."""
+TIMESLOT = "timeslot"  # a Session kind: a room's slot; appointments are "appointment"
+
+
+def is_bookable(session: Session, *, room: Room, now: datetime, busy: bool = False) -> bool:
+    """Whether a customer can take a seat in this timeslot now (``busy``: the room's
+    calendar has something else then)."""
     return (
-        room.is_active
+        not busy
+        and room.is_active
         and session.is_open
         and session.status == "scheduled"
         and session.visibility == "public"
@@ -61,8 +68,8 @@ def list_timeslots(
     duration_min: int | None,
     now: datetime,
     limit: int = 500,
-) -> tuple[Room, list[Session]]:
-    """A room's live timeslots in time order.
+) -> tuple[Room, list[Session], set[uuid.UUID]]:
+    """A room's live timeslots in time order, and those its calendar says it is busy for.
 
     The window is ``days`` local days (the organisation's time zone) from ``day``;
     without a day it runs from now for 14 days. ``duration_min`` keeps only timeslots
@@ -82,6 +89,7 @@ def list_timeslots(
         select(Session)
         .where(
             Session.room_id == room.id,
+            Session.kind == TIMESLOT,
             Session.start_at >= start,
             Session.start_at < end,
             Session.status != "canceled",
@@ -89,16 +97,27 @@ def list_timeslots(
         .order_by(Session.start_at)
     )
     if duration_min is None:
-        return room, list(db.execute(stmt.limit(limit)).scalars())
-    span = timedelta(minutes=duration_min)
-    matching = [s for s in db.execute(stmt).scalars() if s.end_at - s.start_at == span]
-    return room, matching[:limit]
+        found = list(db.execute(stmt.limit(limit)).scalars())
+    else:
+        span = timedelta(minutes=duration_min)
+        found = [s for s in db.execute(stmt).scalars() if s.end_at - s.start_at == span]
+        found = found[:limit]
+    return room, found, busy_timeslots(db, room.id, found)
+
+
+def busy_timeslots(db: Db, room_id: uuid.UUID, sessions: list[Session]) -> set[uuid.UUID]:
+    """The timeslots overlapping the room's external busy times (its own calendar)."""
+    if not sessions:
+        return set()
+    window = Interval(min(s.start_at for s in sessions), max(s.end_at for s in sessions))
+    busy = Bookings.merged(calendars.busy_times(db, window, room_id=room_id))
+    return {s.id for s in sessions if not busy.is_free(Interval(s.start_at, s.end_at))}
 
 
 def get_timeslot(db: Db, timeslot_id: uuid.UUID) -> Session:
     """A room timeslot with its room and organisation, in one query."""
     session = db.get(Session, timeslot_id, options=[joinedload(Session.room)])
-    if session is None or session.room_id is None:
+    if session is None or session.room_id is None or session.kind != TIMESLOT:
         raise NotFound("Timeslot not found.", {"timeslotId": str(timeslot_id)})
     return session
 
@@ -170,7 +189,7 @@ def generate_timeslots(
                 {
                     "id": uuid.uuid4(),
                     "org_id": room.org_id,
-                    "kind": "timeslot",
+                    "kind": TIMESLOT,
                     "room_id": room.id,
                     "start_at": slot.start_at,
                     "end_at": slot.end_at,

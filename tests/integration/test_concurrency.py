@@ -25,7 +25,15 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from boxoffice.db.models import Booking, Session
+from boxoffice.db.models import (
+    AvailabilityBlock,
+    Booking,
+    Provider,
+    Schedule,
+    Service,
+    ServiceProvider,
+    Session,
+)
 from boxoffice.db.session import Database
 from boxoffice.domain.bookings import SEAT_HOLDING
 from boxoffice.services import auth, rooms, timeslots
@@ -244,3 +252,74 @@ def test_mixed_race_of_bookings_and_reschedules_keeps_counts_exact(
         )
     assert moves == [409, 409]
     _seats_match_bookings(database)
+
+
+def _seed_provider(database: Database, *, providers: int, capacity: int) -> tuple[str, str]:
+    """A service offered by ``providers`` providers working every day 00:00-24:00 UTC;
+    returns the service id and a start time tomorrow."""
+    start = (datetime.now(UTC) + timedelta(days=1)).replace(
+        hour=10, minute=0, second=0, microsecond=0
+    )
+    with database.write() as s:
+        org = create_organization(s, slug="clinic", name="Clinic", timezone="UTC", currency="EUR")
+        service = Service(
+            org_id=org.id, name="Therapy", duration_min=60, currency="EUR", capacity=capacity
+        )
+        s.add(service)
+        s.flush()
+        for i in range(providers):
+            provider = Provider(org_id=org.id, name=f"P{i}", timezone="UTC")
+            s.add(provider)
+            s.flush()
+            schedule = Schedule(
+                org_id=org.id, provider_id=provider.id, name="main", timezone="UTC", is_default=True
+            )
+            s.add(schedule)
+            s.flush()
+            for weekday in range(7):
+                s.add(
+                    AvailabilityBlock(
+                        org_id=org.id,
+                        schedule_id=schedule.id,
+                        weekday=weekday,
+                        start_min=0,
+                        end_min=24 * 60,
+                    )
+                )
+            s.add(ServiceProvider(service_id=service.id, provider_id=provider.id, org_id=org.id))
+        return str(service.id), start.isoformat()
+
+
+@pytest.mark.parametrize(("providers", "capacity"), [(1, 1), (3, 1)])
+def test_100_simultaneous_public_bookings_of_one_slot(
+    database: Database, live_server: str, providers: int, capacity: int
+) -> None:
+    """One provider: exactly one 201; three providers ("any provider"): exactly three,
+    one each. Never a 500, never a provider in two appointments at once."""
+    service_id, start = _seed_provider(database, providers=providers, capacity=capacity)
+    calls = [
+        (
+            "/api/v1/public/bookings",
+            {
+                "serviceId": service_id,
+                "startTime": start,
+                "customer": {"name": f"C{i}", "email": f"c{i}@example.com"},
+            },
+            {},
+        )
+        for i in range(100)
+    ]
+    results = _fire(live_server, calls)
+    codes = Counter(status for status, _ in results)
+    assert codes == {201: providers, 409: 100 - providers}, codes
+    assert {body["error"]["code"] for status, body in results if status == 409} == {"slot_full"}
+    chosen = [body["booking"]["providerId"] for status, body in results if status == 201]
+    assert len(set(chosen)) == providers
+    _seats_match_bookings(database)
+    with database.read() as s:
+        live = s.execute(
+            select(Session.provider_id, func.count())
+            .where(Session.status == "scheduled", Session.provider_id.is_not(None))
+            .group_by(Session.provider_id)
+        ).all()
+    assert sorted(n for _, n in live) == [1] * providers

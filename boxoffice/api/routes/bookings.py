@@ -73,13 +73,13 @@ def list_timeslots(
 ) -> TimeslotListOut:
     """A room's timeslots on a local day (the organisation's time zone), or upcoming."""
     with db.read() as s:
-        room, sessions = timeslots.list_timeslots(
+        room, sessions, busy = timeslots.list_timeslots(
             s, room_id, day=day, days=days, duration_min=duration, now=now, limit=limit
         )
         return TimeslotListOut(
             room_id=room.id,
             timezone=room.organization.timezone,
-            timeslots=[TimeslotOut.of(x, room, now) for x in sessions],
+            timeslots=[TimeslotOut.of(x, room, now, busy=x.id in busy) for x in sessions],
         )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
 
@@ -26,6 +26,7 @@ from boxoffice.integrations.calendar import ics
 from boxoffice.services import auth, calendars, outbox, webhooks
 from boxoffice.services.outbox import DeliveryState, Topic
 
+FeedKind = Literal["rooms", "providers"]
 DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 router = APIRouter(
@@ -145,9 +146,10 @@ def delete_calendar_connection(connection_id: uuid.UUID, caller: CurrentCaller, 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/rooms/{room_id}/calendar-feed", response_model=FeedOut)
-def room_calendar_feed(
-    room_id: uuid.UUID,
+@router.post("/{kind}/{owner_id}/calendar-feed", response_model=FeedOut)
+def calendar_feed(
+    kind: FeedKind,
+    owner_id: uuid.UUID,
     caller: CurrentCaller,
     db: Db,
     settings: AppSettings,
@@ -155,27 +157,28 @@ def room_calendar_feed(
         bool, Query(description="Make a new link; the old one stops working")
     ] = False,
 ) -> FeedOut:
-    """The secret ICS subscription link of a room's bookings."""
+    """The secret ICS subscription link of a room's or a provider's bookings."""
     with db.write() as s:
         org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
-        token = calendars.room_feed_token(s, room_id, org_id=org.org_id, rotate=rotate)
+        token = calendars.feed_token(s, kind, owner_id, org_id=org.org_id, rotate=rotate)
     base = settings.public_url.rstrip("/")
-    return FeedOut(url=f"{base}/api/v1/calendar/rooms/{room_id}.ics?token={token}")
+    return FeedOut(url=f"{base}/api/v1/calendar/{kind}/{owner_id}.ics?token={token}")
 
 
 @feeds.get(
-    "/rooms/{room_id}.ics",
+    "/{kind}/{owner_id}.ics",
     response_class=Response,
     responses={200: {"content": {"text/calendar": {}}}},
 )
-def room_feed(
-    room_id: uuid.UUID,
+def calendar_feed_ics(
+    kind: FeedKind,
+    owner_id: uuid.UUID,
     db: Db,
     now: Now,
     token: Annotated[str, Query(min_length=1, max_length=200)],
 ) -> Response:
-    """A room's confirmed bookings as an iCalendar feed (no sign-in: the token is the key)."""
+    """Confirmed bookings as an iCalendar feed (no sign-in: the token is the key)."""
     with db.read() as s:
-        feed = calendars.room_feed(s, room_id, token, now=now)
+        feed = calendars.feed(s, kind, owner_id, token, now=now)
     body = ics.feed(feed.name, feed.events, stamp=now)
     return Response(body, media_type="text/calendar; charset=utf-8")
