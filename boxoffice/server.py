@@ -18,6 +18,8 @@ from types import FrameType
 
 import uvicorn
 
+from boxoffice.settings import get_settings
+
 APP = "boxoffice.app:create_app"
 
 
@@ -26,6 +28,7 @@ def run(*, host: str, port: int, workers: int, access_log: bool, worker: bool) -
     delivers the outbox (one worker is enough, and SQLite allows only one)."""
     if workers == 1:
         os.environ["BOXOFFICE_RUN_WORKER"] = "1" if worker else "0"
+        get_settings.cache_clear()  # the app reads the settings again, with the above
         uvicorn.run(APP, factory=True, host=host, port=port, access_log=access_log)
         return
     context = multiprocessing.get_context("spawn")

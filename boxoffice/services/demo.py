@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from boxoffice.db.models import Organization, Room
 from boxoffice.db.session import Db
-from boxoffice.services import auth, rooms, timeslots
+from boxoffice.domain.availability import WeeklyBlock
+from boxoffice.services import auth, offerings, providers, rooms, schedules, timeslots
 from boxoffice.services.organizations import create_organization
 
 DEMO_ORG = "demo"
@@ -22,8 +23,22 @@ _ROOMS = [
     ("Harbour meeting room", "Table for 8, screen, whiteboard", 8, "meeting", 4000, 60, 1),
     ("Quiet office", "A private office for focused work", 1, "office", 1500, 60, 1),
     ("Consultation room A", "For one-to-one consultations", 2, "consultation", 2500, 30, 1),
-    ("Treatment room", "Massage table and sink", 1, "treatment", 0, 60, 1),
+    # Booked through the physiotherapy service, so it has no timeslots of its own.
+    ("Treatment room", "Massage table and sink", 1, "treatment", 0, None, 1),
     ("Co-working desks", "Open space with 6 bookable desks", 6, "office", 800, 240, 6),
+]
+
+
+# (name, weekly hours Mon-Fri as (start, end) in minutes, Saturday hours or None)
+_PROVIDERS = [
+    ("Dr. Ana Ruiz", [(9 * 60, 13 * 60), (15 * 60, 19 * 60)], (10 * 60, 14 * 60)),
+    ("Marc Vidal", [(10 * 60, 18 * 60)], None),
+]
+# (name, description, duration, price minor, capacity, buffer after, needs a room of type)
+_SERVICES = [
+    ("Physiotherapy", "50 minutes with a physiotherapist", 50, 4500, 1, 10, "treatment"),
+    ("First consultation", "A free 20-minute call to get to know you", 20, 0, 1, 0, None),
+    ("Back-care class", "Small group exercises for a healthy back", 60, 1200, 4, 0, None),
 ]
 
 
@@ -57,12 +72,15 @@ def seed_demo(db: Db, *, now: datetime, days: int = 14) -> DemoSummary:
         auth.register_user(
             db, email=CUSTOMER_EMAIL, password=CUSTOMER_PASSWORD, name="Demo Customer"
         )
+        _seed_appointments(db, org)
     today = now.astimezone(ZoneInfo(org.timezone)).date()
     slot_spec = {name: (slot_min, max_bookings) for name, *_, slot_min, max_bookings in _ROOMS}
     created = 0
     org_rooms = db.execute(select(Room).where(Room.org_id == org.id)).scalars().all()
     for room in org_rooms:
         slot_min, max_bookings = slot_spec.get(room.name, (60, 1))
+        if slot_min is None:
+            continue
         result = timeslots.generate_timeslots(
             db,
             org_id=org.id,
@@ -78,3 +96,30 @@ def seed_demo(db: Db, *, now: datetime, days: int = 14) -> DemoSummary:
         )
         created += result.created
     return DemoSummary(org_slug=org.slug, rooms=len(org_rooms), timeslots_created=created)
+
+
+def _seed_appointments(db: Db, org: Organization) -> None:
+    """Two providers with weekly hours and three services: one needs the treatment room."""
+    ids = []
+    for name, weekdays, saturday in _PROVIDERS:
+        provider = providers.create_provider(db, org_id=org.id, name=name, timezone=org.timezone)
+        blocks = [WeeklyBlock(d, start, end) for d in range(5) for start, end in weekdays]
+        if saturday is not None:
+            blocks.append(WeeklyBlock(5, *saturday))
+        schedules.create_schedule(db, provider, name="clinic", blocks=blocks)
+        ids.append(provider.id)
+    for name, description, duration, price, capacity, after, room_type in _SERVICES:
+        offerings.create_service(
+            db,
+            org_id=org.id,
+            provider_ids=ids,
+            name=name,
+            description=description,
+            duration_min=duration,
+            price_minor=price,
+            capacity=capacity,
+            buffer_after_min=after,
+            min_notice_min=120,
+            max_days_ahead=60,
+            room_type=room_type,
+        )

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,7 +18,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from boxoffice.cli import app
-from boxoffice.db.models import Membership, Room, Session, User
+from boxoffice.db.models import Membership, Room, Service, Session, User
 from boxoffice.db.session import Database
 from boxoffice.services import demo
 from boxoffice.settings import Settings, get_settings
@@ -98,3 +106,66 @@ def test_secret_key_is_generated_once_and_kept_private(tmp_path: Path) -> None:
     mode = stat.S_IMODE((tmp_path / "data" / "secret_key").stat().st_mode)
     assert mode == 0o600
     assert Settings(data_dir=tmp_path / "other").resolved_secret_key() != key
+
+
+def test_demo_serves_and_delivers_mail_with_its_in_process_worker(tmp_path: Path) -> None:
+    """`boxoffice demo` with no settings at all: SQLite, file mail, a worker in-process."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOXOFFICE_")}
+    env.pop("DATABASE_URL", None)
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "boxoffice.cli", "demo", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "demo did not start"
+                time.sleep(0.2)
+        database = Database.from_url(f"sqlite:///{tmp_path / '.boxoffice' / 'boxoffice.db'}")
+        try:
+            with database.read() as s:
+                service = s.execute(
+                    select(Service).where(Service.name == "First consultation")
+                ).scalar_one()
+                service_id = str(service.id)
+        finally:
+            database.dispose()
+        day = (datetime.now(UTC) + timedelta(days=7)).replace(hour=0, minute=0, second=0)
+        query = f"start={day:%Y-%m-%dT%H:%M:%SZ}&end={day + timedelta(days=3):%Y-%m-%dT%H:%M:%SZ}"
+        with urllib.request.urlopen(
+            f"{base}/api/v1/public/services/{service_id}/slots?{query}"
+        ) as r:
+            slots = json.load(r)["slots"]
+        body = {
+            "serviceId": service_id,
+            "startTime": slots[0]["startTime"],
+            "customer": {"name": "Zoe", "email": "zoe@example.com"},
+        }
+        request = urllib.request.Request(
+            f"{base}/api/v1/public/bookings",
+            data=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request) as r:
+            assert r.status == 201
+        mail = tmp_path / ".boxoffice" / "mail"
+        deadline = time.monotonic() + 15
+        while not (mail.exists() and list(mail.glob("*.eml"))):
+            assert time.monotonic() < deadline, "no confirmation mail was delivered"
+            time.sleep(0.2)
+        [eml] = list(mail.glob("*.eml"))
+        assert "zoe@example.com" in eml.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
