@@ -3,14 +3,11 @@ through the real adapters (.eml files, HTTP webhooks to a loopback receiver)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import icalendar
@@ -27,6 +24,7 @@ from boxoffice.services.ports import Adapters
 from boxoffice.settings import Settings, get_settings
 from boxoffice.worker.dispatcher import Worker
 from tests.conftest import Api, Clock, sent_mail
+from tests.support.webhook_receiver import Receiver, Recorded, running_receiver
 
 Shop = Callable[..., dict[str, Any]]
 DASH = "\u2013"
@@ -34,64 +32,16 @@ DASH = "\u2013"
 SLOT0_START = datetime(2030, 3, 5, 8, 0, tzinfo=UTC)
 
 
-# --- a webhook receiver on loopback ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Hook:
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> dict[str, Any]:
-        return json.loads(self.body)  # type: ignore[no-any-return]
-
-
-@dataclass
-class Receiver:
-    url: str
-    status: int = 200
-    hooks: list[Hook] = field(default_factory=list)
-
-    @property
-    def types(self) -> list[str]:
-        return [h.json["type"] for h in self.hooks]
-
-
-class _Server(ThreadingHTTPServer):
-    receiver: Receiver
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length", "0")))
-        self.server.receiver.hooks.append(Hook(dict(self.headers.items()), body))
-        self.send_response(self.server.receiver.status)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+# --- webhooks ---------------------------------------------------------
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = False  # server_close() joins the handler threads
-    server.receiver = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hooks")
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server.receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with running_receiver(status=200) as r:
+        yield r
 
 
-def verify(secret: str, hook: Hook, at: datetime) -> Any:
+def verify(secret: str, hook: Recorded, at: datetime) -> Any:
     """``Webhook(secret).verify`` as a receiver whose clock reads ``at`` would run it.
 
     The worker signs with its own (test) clock, in 2030; verify() refuses timestamps
@@ -340,24 +290,24 @@ def test_webhooks_are_signed_and_only_the_subscribed_types_sent(
 
     # booking.confirmed (written with booking.created) is not subscribed: not sent.
     assert receiver.types == ["booking.created", "booking.cancelled"]
-    for hook in receiver.hooks:
+    for hook in receiver.requests:
         assert verify(secret, hook, clock.now) == hook.json
         assert hook.headers["webhook-id"].startswith("msg_")
         assert hook.json["data"]["id"] == booking["id"]
         assert set(hook.json) == {"type", "timestamp", "data"}
-    cancelled = receiver.hooks[1].json["data"]
+    cancelled = receiver.requests[1].json["data"]
     assert (cancelled["status"], cancelled["previousStatus"]) == ("cancelled", "confirmed")
     assert cancelled["startAt"].startswith("2030-03-05T08:00:00")
     # Another secret does not verify.
     with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
         verify(
             subscribe(api, s["admin"], receiver.url, "booking.created")["secret"],
-            receiver.hooks[0],
+            receiver.requests[0],
             clock.now,
         )
 
     assert worker.drain() == 0
-    assert len(receiver.hooks) == 2
+    assert len(receiver.requests) == 2
 
 
 def test_a_failing_webhook_backs_off_dies_and_is_retried_by_hand(
@@ -371,7 +321,7 @@ def test_a_failing_webhook_backs_off_dies_and_is_retried_by_hand(
     limit = settings.worker_max_attempts
     for attempt in range(1, limit + 1):
         worker.drain()
-        assert len(receiver.hooks) == attempt
+        assert len(receiver.requests) == attempt
         [row] = deliveries(api, s["admin"], topic="webhook")
         assert row["attempts"] == attempt
         assert "answered 500" in row["lastError"]
@@ -410,8 +360,8 @@ def test_a_failing_webhook_backs_off_dies_and_is_retried_by_hand(
     assert r.status_code == 200, r.text
     assert (r.json()["state"], r.json()["attempts"]) == ("pending", 0)
     worker.drain()
-    assert len(receiver.hooks) == limit + 1
-    assert verify(secret, receiver.hooks[-1], clock.now)["type"] == "booking.created"
+    assert len(receiver.requests) == limit + 1
+    assert verify(secret, receiver.requests[-1], clock.now)["type"] == "booking.created"
     [row] = deliveries(api, s["admin"], topic="webhook")
     assert (row["state"], row["lastError"]) == ("delivered", None)
     r = api.client.post(f"/api/v1/admin/deliveries/{dead['id']}/retry", headers=s["admin"])
@@ -431,7 +381,7 @@ def test_deleting_a_subscription_drops_its_queued_deliveries(
     r = api.client.delete(f"/api/v1/admin/webhooks/{sub['id']}", headers=s["admin"])
     assert r.status_code == 204
     worker.drain()
-    assert receiver.hooks == []
+    assert receiver.requests == []
     [row] = deliveries(api, s["admin"], topic="webhook")
     assert row["state"] == "delivered"
 
@@ -640,7 +590,7 @@ def test_ended_sessions_complete_their_bookings(
     assert detail["status"] == "completed"
 
     worker.drain()
-    [hook] = receiver.hooks
+    [hook] = receiver.requests
     body = verify(secret, hook, clock.now)
     assert body["type"] == "booking.completed"
     assert (body["data"]["status"], body["data"]["previousStatus"]) == ("completed", "confirmed")
