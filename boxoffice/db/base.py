@@ -41,6 +41,8 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        if value.tzinfo is UTC:  # PostgreSQL sessions run in UTC: nothing to convert
+            return value  # type: ignore[no-any-return]
         return value.astimezone(UTC)  # type: ignore[no-any-return]
 
 

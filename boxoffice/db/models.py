@@ -194,7 +194,17 @@ class Schedule(Base):
     """A provider's named weekly availability ("clinic", "online") in one time zone."""
 
     __tablename__ = "schedules"
-    __table_args__ = (UniqueConstraint("provider_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("provider_id", "name"),
+        # One default schedule per provider.
+        Index(
+            "uq_schedules_default",
+            "provider_id",
+            unique=True,
+            postgresql_where=text("is_default"),
+            sqlite_where=text("is_default"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = _id()
     org_id: Mapped[uuid.UUID] = _org_id(index=False)
@@ -278,6 +288,15 @@ class Lead(Base):
     __table_args__ = (
         CheckConstraint("status IN ('new', 'contacted', 'converted')", name="status"),
         Index("ix_leads_org_email", "org_id", "email"),
+        # One open lead per address in an organisation.
+        Index(
+            "uq_leads_open_email",
+            "org_id",
+            "email",
+            unique=True,
+            postgresql_where=text("status <> 'converted'"),
+            sqlite_where=text("status <> 'converted'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _id()
@@ -494,6 +513,7 @@ class OutboxMessage(Base):
         Index(
             "ix_outbox_due",
             "next_attempt_at",
+            "id",
             postgresql_where=text("delivered_at IS NULL AND dead_at IS NULL"),
             sqlite_where=text("delivered_at IS NULL AND dead_at IS NULL"),
         ),

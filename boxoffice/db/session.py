@@ -28,7 +28,7 @@ _READ_ONLY = "boxoffice_read_only"
 
 # SQLSTATEs PostgreSQL uses when a concurrent transaction won.
 _PG_CONFLICTS = {
-    "23P01": "The time overlaps another session of the same room.",
+    "23P01": "The time overlaps another session of the same room or provider.",
     "23505": "A record with these values already exists.",
     "23503": "Something this refers to was changed meanwhile; please retry.",
     "40001": "A concurrent change won; please retry.",
@@ -50,7 +50,14 @@ def make_engine(url: str, *, pool_size: int = 16, busy_timeout_ms: int = 5000) -
         )
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        # Instants come back in UTC, as stored, with nothing to convert per value.
+        connect_args={"options": "-c timezone=UTC"},
+    )
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:

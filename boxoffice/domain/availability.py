@@ -385,7 +385,7 @@ class _Engine:
             self.occupied = [_Sorted(group, *b) for b, group in groups.items()]
         key = self.rules.key
         self.joinable: dict[tuple[datetime, datetime], Occupied] = {}
-        if key is not None:
+        if key is not None and self.rules.capacity > 1:  # only group sessions are joined
             # In UTC: aware datetimes of other zones in a repeated hour never compare equal.
             self.joinable = {
                 (o.interval.start_at.astimezone(UTC), o.interval.end_at.astimezone(UTC)): o

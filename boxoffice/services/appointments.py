@@ -50,9 +50,11 @@ from boxoffice.services.slots import (
     provider_facts,
     rooms_of_type,
     rules_of,
+    schedule_timezone,
 )
 
 MAX_OCCURRENCES = 52
+_LIVE_BOOKING = ("pending", "confirmed")
 
 
 # --- booking -----------------------------------------------------------------------------------
@@ -80,7 +82,8 @@ class AppointmentRequest:
 
 
 def occurrences(start_at: datetime, timezone: str, recurrence: Recurrence | None) -> list[datetime]:
-    """The starts of a booking: one, or the same wall-clock time every N weeks."""
+    """The starts of a booking: one, or the same wall-clock time (in ``timezone``, the
+    provider's) every N weeks."""
     if recurrence is None:
         return [start_at]
     if not 1 <= recurrence.every_weeks <= 52:
@@ -89,12 +92,18 @@ def occurrences(start_at: datetime, timezone: str, recurrence: Recurrence | None
         raise InvalidInput(f"count must be between 2 and {MAX_OCCURRENCES}.")
     zone = ZoneInfo(timezone)
     local = start_at.astimezone(zone).replace(tzinfo=None)
-    starts = []
-    for k in range(recurrence.count):
-        wall = local + timedelta(weeks=k * recurrence.every_weeks)
-        if wall.date() in recurrence.skip:
-            continue
-        starts.append(wall.replace(tzinfo=zone).astimezone(UTC))
+    walls = [local + timedelta(weeks=k * recurrence.every_weeks) for k in range(recurrence.count)]
+    unknown = recurrence.skip - {wall.date() for wall in walls}
+    if unknown:
+        raise InvalidInput(
+            "skipDates names dates that are not in the series.",
+            {"skipDates": sorted(d.isoformat() for d in unknown)},
+        )
+    starts = [
+        wall.replace(tzinfo=zone).astimezone(UTC)
+        for wall in walls
+        if wall.date() not in recurrence.skip
+    ]
     if not starts:
         raise InvalidInput("Every occurrence is skipped; nothing to book.")
     return starts
@@ -129,7 +138,9 @@ def book_appointment(
     providers = offering_providers(db, service, request.provider_id, lock=True)
     if not providers:
         raise SlotUnavailable("Nobody offers this service at the moment.")
-    starts = occurrences(request.start_at, org.timezone, request.recurrence)
+    starts = occurrences(
+        request.start_at, _series_timezone(db, service, providers, org), request.recurrence
+    )
     client = convert_lead_on_booking(
         db,
         org_id=org.id,
@@ -172,13 +183,27 @@ def book_appointment(
     return booked, True
 
 
+def _series_timezone(db: Db, service: Service, providers: list[Provider], org: Organization) -> str:
+    """Where "the same time every week" is meant: the provider's schedule's time zone
+    when one provider is asked for, else the organisation's."""
+    if len(providers) == 1:
+        return schedule_timezone(db, providers[0], service)
+    return org.timezone
+
+
 def _fingerprint(request: AppointmentRequest) -> dict[str, object]:
     return {
         "serviceId": request.service_id,
         "providerId": request.provider_id,
         "startTime": request.start_at.astimezone(UTC).isoformat(),
         "email": request.customer.email.lower(),
-        "recurrence": request.recurrence,
+        "recurrence": None
+        if request.recurrence is None
+        else {
+            "everyWeeks": request.recurrence.every_weeks,
+            "count": request.recurrence.count,
+            "skip": sorted(d.isoformat() for d in request.recurrence.skip),
+        },
     }
 
 
@@ -393,18 +418,23 @@ def cancel_appointment(
             ).scalars()
         ]
     owner = Owner(org_id=booking.org_id)
-    return [
-        cancel_booking(
-            db,
-            i,
-            owner,
-            actor_id=None,
-            reason="cancelled by the customer",
-            by_organiser=False,
-            now=now,
+    cancelled = []
+    for i in ids:
+        # Locked one by one; a later date cancelled meanwhile is simply left as it is.
+        if i != booking.id and get_booking(db, i, owner, lock=True).status not in _LIVE_BOOKING:
+            continue
+        cancelled.append(
+            cancel_booking(
+                db,
+                i,
+                owner,
+                actor_id=None,
+                reason="cancelled by the customer",
+                by_organiser=False,
+                now=now,
+            )
         )
-        for i in ids
-    ]
+    return cancelled
 
 
 def reschedule_appointment(

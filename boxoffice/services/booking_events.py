@@ -70,8 +70,7 @@ def is_own_uid(uid: str) -> bool:
     return uid.startswith("booking-") and uid.endswith("@boxoffice")
 
 
-def record(
-    db: Db,
+def event_row(
     booking: Booking,
     session: Session,
     events: list[BookingEvent],
@@ -81,13 +80,8 @@ def record(
     refund_minor: int = 0,
     previous: Session | None = None,
     event_id: uuid.UUID | None = None,
-) -> None:
-    """Write the outbox row for these events, in the caller's transaction.
-
-    ``event_id`` defaults to a fresh one; periodic jobs pass a stable one so that
-    two workers finding the same due booking write the row once.
-    """
-    fresh_key = event_id is None
+) -> dict[str, Any]:
+    """The outbox row announcing these events of a booking, as column values."""
     event_id = event_id or uuid.uuid4()
     payload: dict[str, Any] = {
         "eventId": str(event_id),
@@ -103,16 +97,29 @@ def record(
         "previousStartAt": previous.start_at.isoformat() if previous else None,
         "previousEndAt": previous.end_at.isoformat() if previous else None,
     }
-    outbox.enqueue(
-        db,
+    return outbox.row_values(
         org_id=booking.org_id,
         topic=Topic.EVENT,
         stream=f"booking:{booking.id}",
         dedupe_key=f"event:{event_id}",
         payload=payload,
         now=now,
-        fresh_key=fresh_key,
     )
+
+
+def record_once(
+    db: Db,
+    booking: Booking,
+    session: Session,
+    events: list[BookingEvent],
+    *,
+    now: datetime,
+    event_id: uuid.UUID,
+) -> bool:
+    """Write the event row unless one with this (stable) id exists: for periodic jobs,
+    so that two workers finding the same due booking write it once."""
+    row = event_row(booking, session, events, now=now, event_id=event_id)
+    return outbox.insert_unless_exists(db, row)
 
 
 def fan_out(db: Db, row: Claimed, *, now: datetime, public_url: str, secret_key: str) -> int:

@@ -11,11 +11,12 @@ and the loser gets a clear 409. A CHECK constraint keeps the count within
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
-from sqlalchemy import Select, Table, bindparam, func, insert, select, update
+from sqlalchemy import Select, Table, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.orm import joinedload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -36,8 +37,8 @@ from boxoffice.domain.errors import (
     SlotFull,
     SlotUnavailable,
 )
-from boxoffice.services import idempotency
-from boxoffice.services.booking_events import BookingEvent, record
+from boxoffice.services import idempotency, outbox
+from boxoffice.services.booking_events import BookingEvent, event_row
 from boxoffice.services.organizations import get_organization, refund_tiers
 from boxoffice.services.timeslots import busy_timeslots, get_timeslot, is_bookable
 
@@ -58,14 +59,44 @@ _TAKE_SEAT = (
     .values(booked_count=_SESSIONS.c.booked_count + 1)
     .returning(_SESSIONS.c.booked_count)
 )
+# One statement, so the row is updated (and its foreign keys checked) once: a second
+# UPDATE for the status locked room and provider in the opposite order to a booking.
 _RELEASE_SEAT = (
     update(_SESSIONS)
     .where(_SESSIONS.c.id == bindparam("session_id"))
-    .values(booked_count=_SESSIONS.c.booked_count - 1)
-    .returning(_SESSIONS.c.booked_count)
+    .values(
+        booked_count=_SESSIONS.c.booked_count - 1,
+        # An appointment nobody holds any more is cancelled, which frees its provider
+        # (and room) for others; a room's timeslot stays on offer.
+        status=case(
+            (
+                and_(_SESSIONS.c.booked_count == 1, _SESSIONS.c.provider_id.is_not(None)),
+                "canceled",
+            ),
+            else_=_SESSIONS.c.status,
+        ),
+    )
+    .returning(_SESSIONS.c.booked_count, _SESSIONS.c.status)
 )
 _INSERT_BOOKING = insert(cast(Table, Booking.__table__))
-_INSERT_STATUS_CHANGE = insert(cast(Table, BookingStatusChange.__table__))
+_HISTORY = cast(Table, BookingStatusChange.__table__)
+_INSERT_STATUS_CHANGE = insert(_HISTORY)
+_INSERT_EVENT = insert(outbox.OUTBOX)
+
+
+def _bound(table: Table, prefix: str, columns: Sequence[str]) -> dict[str, Any]:
+    return {name: bindparam(f"{prefix}{name}", type_=table.c[name].type) for name in columns}
+
+
+_INSERT_STATUS_CHANGE_AND_EVENT = (
+    insert(outbox.OUTBOX)
+    .values(_bound(outbox.OUTBOX, "e_", outbox.NEW_ROW_COLUMNS))
+    .add_cte(
+        insert(_HISTORY)
+        .values(_bound(_HISTORY, "h_", [c.name for c in _HISTORY.c if c.name != "id"]))
+        .cte("status_change")
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -274,11 +305,19 @@ def add_booking(
     make_transient_to_detached(booking)
     db.add(booking)
     set_committed_value(booking, "session", session)
-    _record(db, booking, None, status, actor_id=actor_id, reason="booked", now=now)
     events = [BookingEvent.CREATED]
     if status is BookingStatus.CONFIRMED:
         events.append(BookingEvent.CONFIRMED)
-    record(db, booking, session, events, now=now)
+    _record(
+        db,
+        booking,
+        None,
+        status,
+        actor_id=actor_id,
+        reason="booked",
+        now=now,
+        event=event_row(booking, session, events, now=now),
+    )
     return booking
 
 
@@ -318,20 +357,20 @@ def cancel_booking(
         cancelled_at=now,
         by_organiser=by_organiser,
     )
-    previous_status = booking.status
     release_seat(db, session)
-    _set_status(db, booking, BookingStatus.CANCELLED, actor_id=actor_id, reason=reason, now=now)
     booking.cancelled_at = now
     booking.refunded_minor = refund
     if refund > 0:
         booking.payment_status = PaymentStatus.REFUNDED.value
-    record(
+    _set_status(
         db,
         booking,
-        session,
-        [BookingEvent.CANCELLED],
+        BookingStatus.CANCELLED,
+        actor_id=actor_id,
+        reason=reason,
         now=now,
-        previous_status=previous_status,
+        session=session,
+        event=BookingEvent.CANCELLED,
         refund_minor=refund,
     )
     db.flush()
@@ -403,15 +442,14 @@ def record_move(
         actor_id=actor_id,
         reason=f"rescheduled from {old.start_at.isoformat()} to {new.start_at.isoformat()}",
         now=now,
-    )
-    record(
-        db,
-        booking,
-        new,
-        [BookingEvent.RESCHEDULED],
-        now=now,
-        previous_status=booking.status,
-        previous=old,
+        event=event_row(
+            booking,
+            new,
+            [BookingEvent.RESCHEDULED],
+            now=now,
+            previous_status=booking.status,
+            previous=old,
+        ),
     )
     db.flush()
 
@@ -460,12 +498,16 @@ def change_status(
     booking = get_booking(db, booking_id, owner, lock=True)
     session = _session_of(booking)
     check_transition(BookingStatus(booking.status), status, starts_at=session.start_at, now=now)
-    previous_status = booking.status
-    _set_status(db, booking, status, actor_id=actor_id, reason=reason, now=now)
-    if status in _STATUS_EVENTS:
-        record(
-            db, booking, session, [_STATUS_EVENTS[status]], now=now, previous_status=previous_status
-        )
+    _set_status(
+        db,
+        booking,
+        status,
+        actor_id=actor_id,
+        reason=reason,
+        now=now,
+        session=session,
+        event=_STATUS_EVENTS.get(status),
+    )
     db.flush()
     return booking, 0
 
@@ -525,12 +567,10 @@ def try_take_seat(db: Db, session: Session) -> bool:
 
 
 def release_seat(db: Db, session: Session) -> None:
-    """Give a seat back. An appointment nobody holds any more is cancelled, which frees
-    its provider (and room) for others; a room's timeslot stays on offer."""
-    count = db.execute(_RELEASE_SEAT, {"session_id": session.id}).scalar_one()
+    """Give a seat back (see ``_RELEASE_SEAT`` for what happens to an empty appointment)."""
+    count, status = db.execute(_RELEASE_SEAT, {"session_id": session.id}).one()
     set_committed_value(session, "booked_count", count)
-    if count == 0 and session.provider_id is not None:
-        session.status = "canceled"
+    set_committed_value(session, "status", status)
 
 
 def _set_status(
@@ -541,11 +581,25 @@ def _set_status(
     actor_id: uuid.UUID | None,
     reason: str,
     now: datetime,
+    session: Session | None = None,
+    event: BookingEvent | None = None,
+    refund_minor: int = 0,
 ) -> None:
+    """Change the status, with its history row and (if ``event``) its outbox event."""
     previous = BookingStatus(booking.status)
     booking.status = status.value
     booking.updated_at = now
-    _record(db, booking, previous, status, actor_id=actor_id, reason=reason, now=now)
+    row = None
+    if event is not None and session is not None:
+        row = event_row(
+            booking,
+            session,
+            [event],
+            now=now,
+            previous_status=previous.value,
+            refund_minor=refund_minor,
+        )
+    _record(db, booking, previous, status, actor_id=actor_id, reason=reason, now=now, event=row)
 
 
 def _record(
@@ -557,16 +611,29 @@ def _record(
     actor_id: uuid.UUID | None,
     reason: str,
     now: datetime,
+    event: dict[str, Any] | None = None,
 ) -> None:
-    db.execute(
-        _INSERT_STATUS_CHANGE,
-        {
-            "org_id": booking.org_id,
-            "booking_id": booking.id,
-            "from_status": previous.value if previous else None,
-            "to_status": status.value,
-            "actor_id": actor_id,
-            "reason": reason,
-            "at": now,
-        },
-    )
+    """The history row of a change and, with ``event``, its outbox row.
+
+    On PostgreSQL both go in one statement (a data-modifying WITH), saving the
+    booking path a round trip; SQLite runs in-process, two statements cost nothing.
+    """
+    history = {
+        "org_id": booking.org_id,
+        "booking_id": booking.id,
+        "from_status": previous.value if previous else None,
+        "to_status": status.value,
+        "actor_id": actor_id,
+        "reason": reason,
+        "at": now,
+    }
+    if event is None:
+        db.execute(_INSERT_STATUS_CHANGE, history)
+    elif db.get_bind().dialect.name == "postgresql":
+        db.execute(
+            _INSERT_STATUS_CHANGE_AND_EVENT,
+            {f"h_{k}": v for k, v in history.items()} | {f"e_{k}": v for k, v in event.items()},
+        )
+    else:
+        db.execute(_INSERT_STATUS_CHANGE, history)
+        db.execute(_INSERT_EVENT, event)

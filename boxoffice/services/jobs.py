@@ -16,7 +16,7 @@ from sqlalchemy import Table, select, update
 from boxoffice.db.models import Booking, Session
 from boxoffice.db.session import Db
 from boxoffice.domain.bookings import BookingStatus, PaymentStatus
-from boxoffice.services.booking_events import BookingEvent, record
+from boxoffice.services.booking_events import BookingEvent, record_once
 from boxoffice.services.bookings import Owner, cancel_booking, change_status
 
 _BOOKINGS = cast(Table, Booking.__table__)
@@ -98,7 +98,7 @@ def send_reminders(db: Db, *, now: datetime, lead: timedelta, limit: int = 200) 
         session = booking.session
         assert session is not None
         stable = uuid.uuid5(_REMINDER_NAMESPACE, f"{booking.id}:{session.start_at.isoformat()}")
-        record(db, booking, session, [BookingEvent.REMINDER], now=now, event_id=stable)
+        record_once(db, booking, session, [BookingEvent.REMINDER], now=now, event_id=stable)
     return len(due)
 
 

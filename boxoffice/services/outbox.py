@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, select, update
 from sqlalchemy.orm import aliased
 
 from boxoffice.db.locking import insert_if_absent
@@ -24,8 +24,7 @@ from boxoffice.db.models import OutboxMessage
 from boxoffice.db.session import Db
 from boxoffice.domain.errors import Conflict, InvalidInput, NotFound
 
-_OUTBOX = cast(Table, OutboxMessage.__table__)
-_INSERT = insert(_OUTBOX)
+OUTBOX = cast(Table, OutboxMessage.__table__)
 MAX_ERROR = 2000
 MAX_PAGE_SIZE = 100
 
@@ -68,8 +67,19 @@ class Backoff:
         return timedelta(seconds=min(self.max_s, exponential * jitter))
 
 
-def enqueue(
-    db: Db,
+NEW_ROW_COLUMNS = (
+    "org_id",
+    "topic",
+    "stream",
+    "dedupe_key",
+    "payload",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
+
+
+def row_values(
     *,
     org_id: uuid.UUID,
     topic: Topic,
@@ -77,14 +87,9 @@ def enqueue(
     dedupe_key: str,
     payload: dict[str, Any],
     now: datetime,
-    fresh_key: bool = False,
-) -> bool:
-    """Write a row in the caller's transaction; False if ``dedupe_key`` exists already.
-
-    ``fresh_key`` says the key was just made up (a new uuid), so the row is inserted
-    without the conflict check: the booking path's one plain, prepared INSERT.
-    """
-    values = {
+) -> dict[str, Any]:
+    """The column values of a new row, due now."""
+    return {
         "org_id": org_id,
         "topic": topic.value,
         "stream": stream,
@@ -94,10 +99,28 @@ def enqueue(
         "next_attempt_at": now,
         "created_at": now,
     }
-    if fresh_key:
-        db.execute(_INSERT, values)
-        return True
-    return insert_if_absent(db, _OUTBOX, values, ("dedupe_key",))
+
+
+def insert_unless_exists(db: Db, values: dict[str, Any]) -> bool:
+    """Write a row in the caller's transaction; False if its ``dedupe_key`` exists."""
+    return insert_if_absent(db, OUTBOX, values, ("dedupe_key",))
+
+
+def enqueue(
+    db: Db,
+    *,
+    org_id: uuid.UUID,
+    topic: Topic,
+    stream: str,
+    dedupe_key: str,
+    payload: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """Write a row in the caller's transaction; False if ``dedupe_key`` exists already."""
+    values = row_values(
+        org_id=org_id, topic=topic, stream=stream, dedupe_key=dedupe_key, payload=payload, now=now
+    )
+    return insert_unless_exists(db, values)
 
 
 def _pending() -> Any:
@@ -129,19 +152,19 @@ def claim_due(db: Db, *, now: datetime, limit: int, lease_s: int) -> list[Claime
     if not ids:
         return []
     rows = db.execute(
-        update(_OUTBOX)
-        .where(_OUTBOX.c.id.in_(ids))
+        update(OUTBOX)
+        .where(OUTBOX.c.id.in_(ids))
         .values(
-            attempts=_OUTBOX.c.attempts + 1,
+            attempts=OUTBOX.c.attempts + 1,
             next_attempt_at=now + timedelta(seconds=lease_s),
         )
         .returning(
-            _OUTBOX.c.id,
-            _OUTBOX.c.org_id,
-            _OUTBOX.c.topic,
-            _OUTBOX.c.dedupe_key,
-            _OUTBOX.c.payload,
-            _OUTBOX.c.attempts,
+            OUTBOX.c.id,
+            OUTBOX.c.org_id,
+            OUTBOX.c.topic,
+            OUTBOX.c.dedupe_key,
+            OUTBOX.c.payload,
+            OUTBOX.c.attempts,
         )
     ).all()
     claimed = [
@@ -159,8 +182,8 @@ def claim_due(db: Db, *, now: datetime, limit: int, lease_s: int) -> list[Claime
 
 
 _MARK_DELIVERED = (
-    update(_OUTBOX)
-    .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.delivered_at.is_(None))
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("row_id"), OUTBOX.c.delivered_at.is_(None))
     .values(delivered_at=bindparam("now"), last_error=None)
 )
 
@@ -174,9 +197,9 @@ def release(db: Db, ids: list[int], *, now: datetime) -> None:
     """Hand claimed rows back untried: due now, the attempt not counted."""
     if ids:
         db.execute(
-            update(_OUTBOX)
-            .where(_OUTBOX.c.id.in_(ids), _OUTBOX.c.delivered_at.is_(None))
-            .values(next_attempt_at=now, attempts=_OUTBOX.c.attempts - 1)
+            update(OUTBOX)
+            .where(OUTBOX.c.id.in_(ids), OUTBOX.c.delivered_at.is_(None))
+            .values(next_attempt_at=now, attempts=OUTBOX.c.attempts - 1)
         )
 
 
@@ -187,10 +210,10 @@ def claim_for_fan_out(db: Db, row_id: int, *, now: datetime) -> bool:
     into more rows), so delivery and its record commit together, exactly once.
     """
     result = db.execute(
-        update(_OUTBOX)
-        .where(_OUTBOX.c.id == row_id, _OUTBOX.c.delivered_at.is_(None))
+        update(OUTBOX)
+        .where(OUTBOX.c.id == row_id, OUTBOX.c.delivered_at.is_(None))
         .values(delivered_at=now, last_error=None)
-        .returning(_OUTBOX.c.id)
+        .returning(OUTBOX.c.id)
     )
     return result.first() is not None
 
@@ -201,8 +224,8 @@ def mark_failed(
     """Record a failed attempt: due again after a backoff, or dead after the last one."""
     dead = row.attempts >= backoff.max_attempts
     db.execute(
-        update(_OUTBOX)
-        .where(_OUTBOX.c.id == row.id, _OUTBOX.c.delivered_at.is_(None))
+        update(OUTBOX)
+        .where(OUTBOX.c.id == row.id, OUTBOX.c.delivered_at.is_(None))
         .values(
             last_error=error[:MAX_ERROR],
             next_attempt_at=now + backoff.delay(row.attempts),

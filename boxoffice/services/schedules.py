@@ -118,9 +118,13 @@ def _blocks(provider: Provider, blocks: Sequence[WeeklyBlock]) -> list[Availabil
 
 
 def _make_default(db: Db, provider: Provider, schedule: Schedule) -> None:
+    # Unset the old default first: the database allows one default per provider.
     for other in list_schedules(db, provider):
-        other.is_default = other.id == schedule.id
+        if other.id != schedule.id:
+            other.is_default = False
+    db.flush()
     schedule.is_default = True
+    db.flush()
 
 
 def create_schedule(

@@ -9,9 +9,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from boxoffice.db.locking import for_update
 from boxoffice.db.models import (
@@ -31,6 +32,8 @@ from boxoffice.domain.errors import InvalidInput, InvalidQuery, NotFound
 from boxoffice.domain.resources import Bookings, first_free
 from boxoffice.domain.timeslots import Interval
 from boxoffice.services import calendars
+
+_SESSIONS = cast(Table, Session.__table__)
 
 MAX_WINDOW_DAYS = 62
 APPOINTMENT = "appointment"  # the Session kind of a provider appointment
@@ -113,14 +116,24 @@ class Facts:
     busy: list[Interval]
 
 
-def provider_facts(db: Db, provider: Provider, service: Service, window: Interval) -> Facts:
-    """A provider's rows that can matter for slots starting inside ``window``."""
+def _schedule_of(db: Db, provider: Provider, service: Service) -> Schedule | None:
+    """The provider's schedule the service uses: by name, else the default one."""
     stmt = select(Schedule).where(Schedule.provider_id == provider.id)
     if service.schedule_name is not None:
         stmt = stmt.where(Schedule.name == service.schedule_name)
     else:
         stmt = stmt.order_by(Schedule.is_default.desc(), Schedule.created_at).limit(1)
-    schedule = db.execute(stmt).scalars().first()
+    return db.execute(stmt).scalars().first()
+
+
+def schedule_timezone(db: Db, provider: Provider, service: Service) -> str:
+    schedule = _schedule_of(db, provider, service)
+    return schedule.timezone if schedule is not None else provider.timezone
+
+
+def provider_facts(db: Db, provider: Provider, service: Service, window: Interval) -> Facts:
+    """A provider's rows that can matter for slots starting inside ``window``."""
+    schedule = _schedule_of(db, provider, service)
     if schedule is None:
         return Facts(engine.Schedule(provider.timezone), [], [], [])
     zone = ZoneInfo(schedule.timezone)
@@ -147,24 +160,26 @@ def provider_facts(db: Db, provider: Provider, service: Service, window: Interva
             DatedAvailability.day <= last_day,
         )
     ).all()
+    # Core columns of the table and positional rows: this is the one query whose size
+    # grows with the provider's bookings, and ORM row handling would cost more than SQL.
     sessions = db.execute(
         select(
-            Session.start_at,
-            Session.end_at,
-            Session.booked_count,
-            Session.max_participants,
-            Session.service_id,
-            Session.buffer_before_min,
-            Session.buffer_after_min,
+            _SESSIONS.c.start_at,
+            _SESSIONS.c.end_at,
+            _SESSIONS.c.booked_count,
+            _SESSIONS.c.max_participants,
+            _SESSIONS.c.service_id,
+            _SESSIONS.c.buffer_before_min,
+            _SESSIONS.c.buffer_after_min,
         )
         .where(
-            Session.provider_id == provider.id,
-            Session.status.in_(LIVE),
-            Session.start_at < reach.end_at,
-            Session.start_at >= reach.start_at - timedelta(days=1),
-            Session.end_at > reach.start_at,
+            _SESSIONS.c.provider_id == provider.id,
+            _SESSIONS.c.status.in_(LIVE),
+            _SESSIONS.c.start_at < reach.end_at,
+            _SESSIONS.c.start_at >= reach.start_at - timedelta(days=1),
+            _SESSIONS.c.end_at > reach.start_at,
         )
-        .order_by(Session.start_at)
+        .order_by(_SESSIONS.c.start_at)
     ).all()
     time_off = db.execute(
         select(TimeOff.start_at, TimeOff.end_at)
@@ -182,15 +197,8 @@ def provider_facts(db: Db, provider: Provider, service: Service, window: Interva
             tuple(engine.DatedAvailability(*d) for d in dated),
         ),
         occupied=[
-            engine.Occupied(
-                Interval(s.start_at, s.end_at),
-                seats=s.booked_count,
-                capacity=s.max_participants,
-                key=s.service_id,
-                buffer_before_min=s.buffer_before_min,
-                buffer_after_min=s.buffer_after_min,
-            )
-            for s in sessions
+            engine.Occupied(Interval(start, end), seats, capacity, key, before, after)
+            for start, end, seats, capacity, key, before, after in sessions
         ],
         time_off=[Interval(t.start_at, t.end_at) for t in time_off],
         busy=calendars.busy_times(db, reach, provider_id=provider.id),
@@ -225,7 +233,9 @@ def rooms_of_type(
         ).all()
         for row in rows:
             busy[row.room_id].append(Interval(row.start_at, row.end_at))
-    return {room_id: Bookings(intervals) for room_id, intervals in busy.items()}
+    for room_id in room_ids:  # what the room's own calendar says, too
+        busy[room_id] += calendars.busy_times(db, window, room_id=room_id)
+    return {room_id: Bookings.merged(intervals) for room_id, intervals in busy.items()}
 
 
 # --- the slot search ------------------------------------------------------------------------
