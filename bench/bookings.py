@@ -32,18 +32,10 @@ Run ``python bench/bookings.py --help`` for the options; ``--quick`` is a smoke 
 
 from __future__ import annotations
 
-import argparse
-import http.client
-import json
 import math
 import os
-import platform
 import random
-import shlex
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,31 +43,28 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, select, text
-from sqlalchemy.engine import make_url
+from harness import cli, log
+from harness.cpu import server_cpu_meter
+from harness.database import PASSWORD, connected_engine, fresh_database, seat_audit, select_count
+from harness.report import machine_info, machine_lines, report_header, run_benchmark, targets_lines
+from harness.server import HOST, Client, Server, http_call, serving
+from harness.stats import latency_summary, median
+from sqlalchemy import Engine, select
 
 from boxoffice.db.models import Session
 from boxoffice.db.session import Database
-from boxoffice.domain import bookings as domain_bookings
 from boxoffice.services import auth
 from boxoffice.services.organizations import create_organization
 
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-HOST = "127.0.0.1"
-PASSWORD = "bench-password-123"
 BOOKINGS_PATH = "/api/v1/bookings"
-SEAT_HOLDING = sorted(status.value for status in domain_bookings.SEAT_HOLDING)
-BENCH_DIR = Path(__file__).resolve().parent
 
 # Uncontended pool: many rooms, one seat per timeslot, 15-minute slots 06:00-22:00 UTC.
 POOL_ROOMS = 32
@@ -86,14 +75,6 @@ CONTENDED_SEATS = 3
 # Listing: 50 days x 100 ten-minute slots (04:00-20:40) = 5,000 timeslots in one room.
 LISTING_DAYS = 50
 LISTING_SLOTS = 5_000
-
-PG_SETTINGS = (
-    "max_connections",
-    "shared_buffers",
-    "synchronous_commit",
-    "fsync",
-    "autovacuum",
-)
 
 TARGET_BOOKINGS_PER_S = 300.0
 TARGET_BOOKINGS_CLIENTS = 16
@@ -124,11 +105,7 @@ class Options:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
-    p = argparse.ArgumentParser(
-        description="Benchmark booking creation and timeslot listing on PostgreSQL.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--pg-url", default=DEFAULT_PG_URL, help="Base URL; a fresh DB is made next")
+    p = cli.new_parser("Benchmark booking creation and timeslot listing on PostgreSQL.")
     p.add_argument("--workers", type=int, default=2, help="Server processes")
     p.add_argument("--port", type=int, default=0, help="Server port (0: a free one)")
     p.add_argument("--clients", default="1,16,64", help="Concurrent clients, comma-separated")
@@ -139,12 +116,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     p.add_argument("--listing-requests", type=int, default=200, help="Per listing run")
     p.add_argument("--timeout", type=float, default=30.0, help="Per-request timeout, seconds")
     p.add_argument("--seed", type=int, default=1, help="Seed of the contended slot choice")
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="Results path without suffix (default: bench/results/bookings-postgresql, "
-        "with -balanced and -quick appended for those modes)",
+    cli.add_out_option(
+        p, "bench/results/bookings-postgresql, with -balanced and -quick appended for those modes"
     )
     p.add_argument(
         "--profile-dir",
@@ -160,221 +133,38 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="Diagnostic: reconnect clients until every server worker holds the same number "
         "of connections (results go to a separate '-balanced' file)",
     )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="Smoke run: 1 repeat, 200 requests or 5 s per run, 20 listing requests",
-    )
+    cli.add_quick_option(p, "1 repeat, 200 requests or 5 s per run, 20 listing requests")
     a = p.parse_args(argv)
-    clients = tuple(sorted({int(x) for x in str(a.clients).split(",") if x.strip()}))
+    clients = cli.int_list(a.clients)
     if not clients or min(clients) < 1:
         p.error("--clients needs positive integers")
     if a.quick:
         a.requests, a.duration, a.warmup = min(a.requests, 200), min(a.duration, 5.0), 20
         a.repeats, a.listing_requests = 1, min(a.listing_requests, 20)
-    for name in ("requests", "repeats", "listing_requests", "workers"):
-        if getattr(a, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    cli.require_at_least_one(p, a, ("requests", "repeats", "listing_requests", "workers"))
     if a.duration <= 0 or a.warmup < 0 or a.timeout <= 0:
         p.error("--duration and --timeout must be positive, --warmup not negative")
     stem = "bookings-postgresql" + ("-balanced" if a.balance_connections else "")
     stem += "-quick" if a.quick else ""
-    return Options(
-        pg_url=a.pg_url,
-        workers=a.workers,
-        port=a.port,
+    return cli.options_from(
+        Options,
+        a,
         clients=clients,
-        requests=a.requests,
         duration_s=a.duration,
-        warmup=a.warmup,
-        repeats=a.repeats,
-        listing_requests=a.listing_requests,
         timeout_s=a.timeout,
-        seed=a.seed,
-        out=a.out or BENCH_DIR / "results" / stem,
-        profile_dir=a.profile_dir,
+        out=cli.results_path(a.out, stem),
         balance=a.balance_connections,
-        quick=a.quick,
     )
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 # --- the database -------------------------------------------------------------------------
 
 
-@contextmanager
-def fresh_database(base_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database next to ``base_url``; dropped on the way out."""
-    admin = create_engine(
-        base_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
-    )
-    name = f"boxoffice_bench_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        log(f"created database {name}")
-        yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-        log(f"dropped database {name}")
-
-
-def seat_audit(engine: Engine) -> dict[str, int]:
-    """Every session's seat-holding bookings against its counters.
-
-    ``overbooked_seats`` sums the seats held beyond ``max_participants``; ``mismatched``
-    counts sessions whose ``booked_count`` differs from their seat-holding bookings.
-    Both must be 0.
-    """
-    holding = ", ".join(f"'{x}'" for x in SEAT_HOLDING)
-    sql = text(
-        f"""
-        SELECT count(*) AS sessions,
-               coalesce(sum(held), 0) AS seats_held,
-               coalesce(sum(greatest(held - max_participants, 0)), 0) AS overbooked_seats,
-               count(*) FILTER (WHERE held > max_participants) AS overbooked_sessions,
-               count(*) FILTER (WHERE held <> booked_count) AS mismatched
-        FROM (
-            SELECT s.max_participants, s.booked_count,
-                   count(b.id) FILTER (WHERE b.status IN ({holding})) AS held
-            FROM sessions s LEFT JOIN bookings b ON b.session_id = s.id
-            GROUP BY s.id, s.max_participants, s.booked_count
-        ) AS t
-        """
-    )
-    with engine.connect() as conn:
-        row = conn.execute(sql).mappings().one()
-    return {k: int(v) for k, v in row.items()}
-
-
 def count_bookings(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM bookings")).scalar_one())
+    return select_count(engine, "SELECT count(*) FROM bookings")
 
 
-# --- the server ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """``boxoffice serve`` in its own process group, so it can be stopped as a whole."""
-
-    def __init__(self, db_url: str, *, port: int, workers: int, workdir: Path) -> None:
-        self.port = port or free_port()
-        self.log_path = workdir / "server.log"
-        exe = shutil.which("boxoffice")
-        base = [exe] if exe else [sys.executable, "-m", "boxoffice.cli"]
-        self.command = [*base, "serve", "--port", str(self.port), "--workers", str(workers)]
-        self.env = {
-            **os.environ,
-            "BOXOFFICE_DATABASE_URL": db_url,
-            "BOXOFFICE_DATA_DIR": str(workdir / "data"),
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 60.0) -> None:
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                self.command,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_tail()}")
-            with suppress(OSError, http.client.HTTPException):
-                status, _ = http_call(HOST, self.port, "GET", "/healthz", timeout=2)
-                if status == 200:
-                    log(f"server up on {HOST}:{self.port} (pid {self.proc.pid})")
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"server not healthy after {timeout_s:.0f} s:\n{self.log_tail()}")
-
-    def worker_pids(self) -> list[int]:
-        """The server process and all its descendants (CPU accounting)."""
-        if self.proc is None:
-            return []
-        return [self.proc.pid, *descendants(self.proc.pid)]
-
-    def http_workers(self) -> list[int]:
-        """The processes serving HTTP: uvicorn's spawned workers, or the server itself."""
-        if self.proc is None:
-            return []
-        spawned = []
-        for pid in descendants(self.proc.pid):
-            with suppress(OSError):
-                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    spawned.append(pid)
-        return spawned or [self.proc.pid]
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-        log("server stopped")
-
-    def log_tail(self, lines: int = 40) -> str:
-        with suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-
-def descendants(pid: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with suppress(OSError, IndexError, ValueError):
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-    found: list[int] = []
-    frontier = [pid]
-    while frontier:
-        current = frontier.pop()
-        children = [p for p, parent in parents.items() if parent == current]
-        found.extend(children)
-        frontier.extend(children)
-    return sorted(found)
-
-
-def process_ticks(pids: Sequence[int]) -> dict[int, int]:
-    """User + system CPU clock ticks consumed so far by each of these processes."""
-    ticks = {}
-    for pid in pids:
-        with suppress(OSError, IndexError, ValueError):
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            ticks[pid] = int(fields[11]) + int(fields[12])
-    return ticks
-
-
-def postgres_pids() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with suppress(OSError):
-                if (entry / "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
-    return pids
+# --- the server's connections -------------------------------------------------------------
 
 
 def client_workers(server: Server, clients: Sequence[Client]) -> list[int | None]:
@@ -428,128 +218,6 @@ def balance_connections(server: Server, clients: Sequence[Client], attempts: int
         clients[victim].connect()
         time.sleep(0.002)
     log(f"  could not balance connections: {connections_per_worker(server, clients)}")
-
-
-def machine_ticks() -> tuple[int, int]:
-    """Clock ticks all CPUs spent busy, and ticks stolen by the hypervisor (/proc/stat)."""
-    with suppress(OSError, ValueError, IndexError):
-        values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
-        return user + nice + system + irq + softirq, steal
-    return 0, 0
-
-
-class CpuMeter:
-    """CPU used over an interval: this process, the server, PostgreSQL and the machine.
-
-    PostgreSQL backends that exit during the interval are missed (their CPU is lost), so
-    ``postgres`` is a lower bound; ``machine`` counts everything; ``steal`` is CPU time the
-    hypervisor gave to someone else while this machine wanted it (noise on a VM).
-    """
-
-    def __init__(self, server_pids: Sequence[int]) -> None:
-        self.server_pids = list(server_pids)
-        self.tick = os.sysconf("SC_CLK_TCK")
-
-    def start(self) -> None:
-        self.t0 = time.perf_counter()
-        self.own0 = time.process_time()
-        self.server0 = process_ticks(self.server_pids)
-        self.pg0 = process_ticks(postgres_pids())
-        self.machine0 = machine_ticks()
-
-    def stop(self) -> dict[str, float]:
-        """Average cores busy over the interval."""
-        elapsed = time.perf_counter() - self.t0
-        server = process_ticks(self.server_pids)
-        pg = process_ticks(postgres_pids())
-        machine = machine_ticks()
-
-        def cores(ticks: float) -> float:
-            return ticks / self.tick / elapsed
-
-        self.new_backends = len(set(pg) - set(self.pg0))
-        return {
-            "client": (time.process_time() - self.own0) / elapsed,
-            "server": cores(sum(v - self.server0.get(p, 0) for p, v in server.items())),
-            "postgres": cores(sum(v - self.pg0.get(p, 0) for p, v in pg.items())),
-            "machine": cores(machine[0] - self.machine0[0]),
-            "steal": cores(machine[1] - self.machine0[1]),
-        }
-
-
-# --- HTTP ---------------------------------------------------------------------------------
-
-
-def http_call(
-    host: str,
-    port: int,
-    method: str,
-    path: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 60.0,
-) -> tuple[int, Any]:
-    """One request on a new connection; returns the status and the decoded JSON body."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        payload = None if body is None else json.dumps(body).encode()
-        hdrs = {"Content-Type": "application/json", **(headers or {})}
-        conn.request(method, path, payload, hdrs)
-        resp = conn.getresponse()
-        raw = resp.read()
-        return resp.status, json.loads(raw) if raw else None
-    finally:
-        conn.close()
-
-
-class Client:
-    """One simulated customer: a bearer token and one persistent keep-alive connection."""
-
-    def __init__(self, port: int, token: str | None, timeout_s: float) -> None:
-        self.port = port
-        self.timeout_s = timeout_s
-        self.headers = {"Content-Type": "application/json"}
-        if token is not None:
-            self.headers["Authorization"] = f"Bearer {token}"
-        self.conn: http.client.HTTPConnection | None = None
-        self.local_port = 0
-
-    def connect(self) -> None:
-        self.close()
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=self.timeout_s)
-        conn.connect()
-        # http.client sends headers and body in two writes: without this, Nagle's
-        # algorithm and delayed ACKs can add ~40 ms to a request.
-        assert conn.sock is not None
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.local_port = int(conn.sock.getsockname()[1])
-        self.conn = conn
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-    def request(self, method: str, path: str, body: bytes | None) -> tuple[str, float, int]:
-        """Status (or the exception's name), seconds taken, response bytes.
-
-        A failed request is reported, not retried (a booking is not idempotent); the
-        connection is reopened for the next one.
-        """
-        started = time.perf_counter()
-        try:
-            if self.conn is None:
-                self.connect()
-            assert self.conn is not None
-            self.conn.request(method, path, body, self.headers)
-            resp = self.conn.getresponse()
-            size = len(resp.read())
-            return str(resp.status), time.perf_counter() - started, size
-        except (OSError, http.client.HTTPException) as exc:
-            elapsed = time.perf_counter() - started
-            self.close()
-            return type(exc).__name__, elapsed, 0
 
 
 # --- seeding ------------------------------------------------------------------------------
@@ -645,26 +313,20 @@ def seed(db_url: str, port: int, opts: Options, *, needed: int, contended_runs: 
     if created != LISTING_SLOTS:
         raise RuntimeError(f"listing room got {created} timeslots")
 
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            pool_uuids = [uuid.UUID(r) for r in pool_rooms]
-            rows = conn.execute(
-                select(Session.id)
-                .where(Session.room_id.in_(pool_uuids))
-                .order_by(Session.start_at, Session.room_id)
+    with connected_engine(db_url) as engine, engine.connect() as conn:
+        pool_uuids = [uuid.UUID(r) for r in pool_rooms]
+        rows = conn.execute(
+            select(Session.id)
+            .where(Session.room_id.in_(pool_uuids))
+            .order_by(Session.start_at, Session.room_id)
+        )
+        pool_slots = [str(x) for x in rows.scalars()]
+        contended: list[list[str]] = []
+        for r in contended_ids:
+            ids = conn.execute(
+                select(Session.id).where(Session.room_id == uuid.UUID(r)).order_by(Session.start_at)
             )
-            pool_slots = [str(x) for x in rows.scalars()]
-            contended: list[list[str]] = []
-            for r in contended_ids:
-                ids = conn.execute(
-                    select(Session.id)
-                    .where(Session.room_id == uuid.UUID(r))
-                    .order_by(Session.start_at)
-                )
-                contended.append([str(x) for x in ids.scalars()])
-    finally:
-        engine.dispose()
+            contended.append([str(x) for x in ids.scalars()])
     log(
         f"seeded in {time.perf_counter() - started:.1f} s: {n_customers} customers, "
         f"{len(pool_slots)} uncontended timeslots in {POOL_ROOMS} rooms, "
@@ -796,7 +458,7 @@ def drive(
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(clients))]
     for t in threads:
         t.start()
-    meter = CpuMeter(server_pids)
+    meter = server_cpu_meter(server_pids)
     meter.start()
     try:
         barrier.wait()
@@ -817,27 +479,8 @@ def drive(
         elapsed_s=elapsed,
         issued=issued,
         cpu_cores=cpu,
-        new_pg_backends=meter.new_backends,
+        new_pg_backends=meter.new_processes("postgres"),
     )
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values (q in 0..100)."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
-    ms = sorted(x * 1000 for x in seconds)
-    return {
-        "p50_ms": percentile(ms, 50),
-        "p90_ms": percentile(ms, 90),
-        "p99_ms": percentile(ms, 99),
-        "max_ms": ms[-1] if ms else float("nan"),
-        "mean_ms": statistics.fmean(ms) if ms else float("nan"),
-    }
 
 
 @dataclass
@@ -1106,10 +749,6 @@ def profile_summary(paths: Sequence[Path], top: int = 40) -> str:
 # --- report -------------------------------------------------------------------------------
 
 
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
 def summarise(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, int], list[RunResult]] = {}
     for r in runs:
@@ -1200,76 +839,13 @@ def targets(summary: list[dict[str, Any]], listing: list[dict[str, Any]]) -> lis
     return checks
 
 
-def machine_info(engine: Engine, opts: Options) -> dict[str, Any]:
-    cpu_model = ""
-    with suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    mem_gib = 0.0
-    with suppress(OSError, ValueError, IndexError):
-        first = Path("/proc/meminfo").read_text().splitlines()[0]
-        mem_gib = int(first.split()[1]) / 1024 / 1024
-    pg_settings = {}
-    with engine.connect() as conn:
-        pg_version = str(conn.execute(text("SHOW server_version")).scalar_one())
-        for name in PG_SETTINGS:
-            pg_settings[name] = str(conn.execute(text(f"SHOW {name}")).scalar_one())
-    packages = {}
-    for name in ("boxoffice", "fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg"):
-        with suppress(metadata.PackageNotFoundError):
-            packages[name] = metadata.version(name)
-    commit = ""
-    with suppress(OSError, subprocess.SubprocessError):
-        repo = BENCH_DIR.parent
-        commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--", "boxoffice"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        if commit and dirty:
-            commit += " (boxoffice/ modified)"
-    return {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model,
-        "memory_gib": round(mem_gib, 1),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "postgresql": pg_version,
-        "postgresql_settings": pg_settings,
-        "packages": packages,
-        "git": commit,
-        "workers": opts.workers,
-    }
-
-
-def command_line() -> str:
-    script = os.path.relpath(Path(sys.argv[0]).resolve(), Path.cwd())
-    return shlex.join(["python", script, *sys.argv[1:]])
-
-
 def render_markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
     o = report["options"]
     lines = [
         "# Booking benchmark: PostgreSQL"
         + (" (connections balanced across workers: diagnostic)" if o["balance"] else ""),
         "",
-        f"- Date: {m['date']}; git {m['git'] or 'unknown'}",
-        f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}",
-        f"- Python {m['python']}, PostgreSQL {m['postgresql']} ("
-        + ", ".join(f"{k}={v}" for k, v in m["postgresql_settings"].items())
-        + "), "
-        + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
+        *machine_lines(report["machine"]),
         f"- Server: `boxoffice serve --workers {o['workers']}` on 127.0.0.1; load generator, "
         "server and PostgreSQL share the machine",
         f"- Command: `{report['command']}`",
@@ -1315,9 +891,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {row['items']} | {row['response_bytes']} | {row['requests']} "
             f"| {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['non_200']} |"
         )
-    lines += ["", "## Targets", "", "| Target | Measured | Met |", "|---|--:|---|"]
-    for c in report["targets"]:
-        lines.append(f"| {c['target']} | {c['measured']} | {'yes' if c['met'] else '**no**'} |")
+    lines += targets_lines(report["targets"])
     lines += [
         "",
         "## Every run",
@@ -1338,106 +912,24 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(report: dict[str, Any], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for suffix, content in (
-        (".json", json.dumps(report, indent=2, default=str) + "\n"),
-        (".md", render_markdown(report)),
-    ):
-        target = out.with_name(out.name + suffix)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(content)
-        tmp.replace(target)
-        log(f"wrote {target}")
-
-
 # --- main ---------------------------------------------------------------------------------
 
 
 def run(opts: Options) -> dict[str, Any]:
-    levels = len(opts.clients)
-    extra_runs = 1 if opts.profile_dir else 0
-    # Seats the uncontended scenario may take: warm-ups, measured runs, the global warm-up.
-    needed = (opts.repeats * levels + extra_runs) * (opts.requests + opts.warmup)
-    needed += max(opts.warmup, 4 * max(opts.clients))
-    contended_runs = opts.repeats * levels + 1  # + 1: the room every contended warm-up uses
-    runs: list[RunResult] = []
-    listings: list[ListingResult] = []
-    clients: list[Client] = []
     with (
         tempfile.TemporaryDirectory(prefix="boxoffice-bench-") as tmp,
         fresh_database(opts.pg_url) as db_url,
+        connected_engine(db_url) as engine,
     ):
+        # Before the runs: the git commit under test.
+        machine = machine_info(engine, workers=opts.workers)
         server = Server(db_url, port=opts.port, workers=opts.workers, workdir=Path(tmp))
-        engine = create_engine(db_url, pool_size=1)
-        try:
-            machine = machine_info(engine, opts)  # before the runs: the git commit under test
-            server.start()
-            data = seed(db_url, server.port, opts, needed=needed, contended_runs=contended_runs)
-            clients = [Client(server.port, t, opts.timeout_s) for t in data.customer_tokens]
-            listings = run_listings(server.port, data, opts)
-
-            pool = FreshSeats(data.pool_slots)
-            contended_warm = SameSlots(data.contended_rooms[-1])
-            contended_rooms = iter(data.contended_rooms[:-1])
-            # One warm-up with every client fills each worker's database connection pool.
-            for c in clients:
-                c.connect()
-            warm = drive(
-                clients,
-                pool,
-                max_requests=max(opts.warmup, 4 * len(clients)),
-                max_seconds=10,
-                seed=0,
-                server_pids=server.worker_pids(),
-            )
-            log(f"global warm-up: {dict(Counter(s for s, _ in warm.samples))}")
-
-            for repeat in range(opts.repeats):
-                for scenario in ("uncontended", "contended"):
-                    for n in opts.clients:
-                        if scenario == "uncontended":
-                            target: Target = pool
-                            warm_target: Target = pool
-                        else:
-                            target, warm_target = SameSlots(next(contended_rooms)), contended_warm
-                        result = measure(
-                            scenario,
-                            clients[:n],
-                            target,
-                            warm_target,
-                            opts=opts,
-                            repeat=repeat,
-                            server=server,
-                            engine=engine,
-                        )
-                        runs.append(result)
-                        log(describe(result))
-            profiled = None
-            if opts.profile_dir is not None:
-                profiled = profile_run(clients, pool, opts, opts.profile_dir, server, engine)
-        except Exception:
-            tail = server.log_tail()
-            if tail:
-                print(f"--- server log (last lines) ---\n{tail}", file=sys.stderr)
-            raise
-        finally:
-            for c in clients:
-                c.close()
-            server.stop()
-            engine.dispose()
-
+        with serving(server):
+            runs, listings, profiled = run_all(db_url, server, engine, opts)
     summary = summarise(runs)
     listing_summary = summarise_listing(listings)
     return {
-        "benchmark": "bookings-postgresql",
-        "command": command_line(),
-        "machine": machine,
-        "options": {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in asdict(opts).items()
-            if k != "pg_url"
-        },
+        **report_header("bookings-postgresql", machine, opts),
         "summary": summary,
         "listing_summary": listing_summary,
         "targets": targets(summary, listing_summary),
@@ -1445,6 +937,68 @@ def run(opts: Options) -> dict[str, Any]:
         "listing_runs": [asdict(r) for r in listings],
         "profiled_run": asdict(profiled) if profiled else None,
     }
+
+
+def run_all(
+    db_url: str, server: Server, engine: Engine, opts: Options
+) -> tuple[list[RunResult], list[ListingResult], RunResult | None]:
+    """Seed, then the listing runs, the booking runs and (``--profile-dir``) the profiled
+    run, on the running server."""
+    levels = len(opts.clients)
+    extra_runs = 1 if opts.profile_dir else 0
+    # Seats the uncontended scenario may take: warm-ups, measured runs, the global warm-up.
+    needed = (opts.repeats * levels + extra_runs) * (opts.requests + opts.warmup)
+    needed += max(opts.warmup, 4 * max(opts.clients))
+    contended_runs = opts.repeats * levels + 1  # + 1: the room every contended warm-up uses
+    runs: list[RunResult] = []
+    data = seed(db_url, server.port, opts, needed=needed, contended_runs=contended_runs)
+    clients = [Client(server.port, t, opts.timeout_s) for t in data.customer_tokens]
+    try:
+        listings = run_listings(server.port, data, opts)
+
+        pool = FreshSeats(data.pool_slots)
+        contended_warm = SameSlots(data.contended_rooms[-1])
+        contended_rooms = iter(data.contended_rooms[:-1])
+        # One warm-up with every client fills each worker's database connection pool.
+        for c in clients:
+            c.connect()
+        warm = drive(
+            clients,
+            pool,
+            max_requests=max(opts.warmup, 4 * len(clients)),
+            max_seconds=10,
+            seed=0,
+            server_pids=server.worker_pids(),
+        )
+        log(f"global warm-up: {dict(Counter(s for s, _ in warm.samples))}")
+
+        for repeat in range(opts.repeats):
+            for scenario in ("uncontended", "contended"):
+                for n in opts.clients:
+                    if scenario == "uncontended":
+                        target: Target = pool
+                        warm_target: Target = pool
+                    else:
+                        target, warm_target = SameSlots(next(contended_rooms)), contended_warm
+                    result = measure(
+                        scenario,
+                        clients[:n],
+                        target,
+                        warm_target,
+                        opts=opts,
+                        repeat=repeat,
+                        server=server,
+                        engine=engine,
+                    )
+                    runs.append(result)
+                    log(describe(result))
+        profiled = None
+        if opts.profile_dir is not None:
+            profiled = profile_run(clients, pool, opts, opts.profile_dir, server, engine)
+    finally:
+        for c in clients:
+            c.close()
+    return runs, listings, profiled
 
 
 def run_listings(port: int, data: Seed, opts: Options) -> list[ListingResult]:
@@ -1508,18 +1062,7 @@ def profile_run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-
-    def terminate(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    started = time.perf_counter()
-    report = run(opts)
-    report["wall_seconds"] = round(time.perf_counter() - started, 1)
-    write_results(report, opts.out)
-    print()
-    print(render_markdown(report))
-    return 0 if all(c["met"] for c in report["targets"]) else 1
+    return run_benchmark(lambda: run(opts), opts.out, render_markdown)
 
 
 if __name__ == "__main__":
