@@ -385,12 +385,14 @@ class _Engine:
             self.occupied = [_Sorted(group, *b) for b, group in groups.items()]
         key = self.rules.key
         self.joinable: dict[tuple[datetime, datetime], Occupied] = {}
-        if key is not None and self.rules.capacity > 1:  # only group sessions are joined
-            # In UTC: aware datetimes of other zones in a repeated hour never compare equal.
+        if key is not None:
+            # Only sessions with a seat left can be joined (usually none: appointments of
+            # one seat are full). In UTC: aware datetimes of other zones in a repeated hour
+            # never compare equal.
             self.joinable = {
                 (o.interval.start_at.astimezone(UTC), o.interval.end_at.astimezone(UTC)): o
                 for o in occupied
-                if o.key == key
+                if o.seats < o.capacity and o.key == key
             }
 
     def check(self, start: datetime) -> tuple[Reason | None, int]:
