@@ -140,6 +140,9 @@ def fan_out(db: Db, row: Claimed, *, now: datetime, public_url: str, secret_key:
         return 0
     session = booking.session
     types = [BookingEvent(t) for t in event["types"]]
+    # Read once for all the event's types.
+    connections = _calendar_connections(db, session) if _CALENDAR_EVENTS.intersection(types) else []
+    subscriptions = _subscriptions(db, booking.org_id)
     written = 0
     for event_type in types:
         if _wants_email(event_type, event, booking):
@@ -149,7 +152,7 @@ def fan_out(db: Db, row: Claimed, *, now: datetime, public_url: str, secret_key:
                     db, row, Topic.EMAIL, f"email:{booking.id}", event_type, email, now=now
                 )
         if event_type in _CALENDAR_EVENTS:
-            for connection_id in _calendar_connections(db, session):
+            for connection_id in connections:
                 payload: dict[str, Any] = {
                     "connectionId": str(connection_id),
                     "bookingId": str(booking.id),
@@ -165,7 +168,7 @@ def fan_out(db: Db, row: Claimed, *, now: datetime, public_url: str, secret_key:
                     target=str(connection_id),
                 )
         if event_type.value in WEBHOOK_EVENTS:
-            for sub in _subscriptions(db, booking.org_id, event_type):
+            for sub in (s for s in subscriptions if event_type.value in s.event_types):
                 payload = {  # the body as of the event; signed when sent
                     "subscriptionId": str(sub.id),
                     "msgId": f"msg_{event['eventId']}_{event_type.value}",
@@ -287,15 +290,14 @@ def _calendar_connections(db: Db, session: Session) -> list[uuid.UUID]:
     )
 
 
-def _subscriptions(
-    db: Db, org_id: uuid.UUID, event_type: BookingEvent
-) -> list[WebhookSubscription]:
-    subs = db.execute(
-        select(WebhookSubscription).where(
-            WebhookSubscription.org_id == org_id, WebhookSubscription.is_active.is_(True)
-        )
-    ).scalars()
-    return [s for s in subs if event_type.value in s.event_types]
+def _subscriptions(db: Db, org_id: uuid.UUID) -> list[WebhookSubscription]:
+    return list(
+        db.execute(
+            select(WebhookSubscription).where(
+                WebhookSubscription.org_id == org_id, WebhookSubscription.is_active.is_(True)
+            )
+        ).scalars()
+    )
 
 
 def _webhook_body(

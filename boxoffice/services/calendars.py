@@ -6,7 +6,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import Table, delete, insert, or_, select, update
@@ -222,13 +222,26 @@ def busy_times(
     """External busy intervals of a provider or a room overlapping ``window``, by start."""
     if (provider_id is None) == (room_id is None):
         raise ValueError("name exactly one of provider_id and room_id")
-    owner = (
-        ExternalBusyTime.provider_id == provider_id
-        if provider_id is not None
-        else ExternalBusyTime.room_id == room_id
-    )
+    if room_id is not None:
+        return rooms_busy_times(db, window, [room_id])[room_id]
+    return _busy(db, window, ExternalBusyTime.provider_id == provider_id)[0]
+
+
+def rooms_busy_times(
+    db: Db, window: Interval, room_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[Interval]]:
+    """External busy intervals of each room overlapping ``window``, in one query."""
+    busy: dict[uuid.UUID, list[Interval]] = {room_id: [] for room_id in room_ids}
+    if room_ids:
+        rows, owners = _busy(db, window, ExternalBusyTime.room_id.in_(room_ids))
+        for interval, room_id in zip(rows, owners, strict=True):
+            busy[room_id].append(interval)
+    return busy
+
+
+def _busy(db: Db, window: Interval, owner: Any) -> tuple[list[Interval], list[Any]]:
     rows = db.execute(
-        select(ExternalBusyTime.start_at, ExternalBusyTime.end_at)
+        select(ExternalBusyTime.start_at, ExternalBusyTime.end_at, ExternalBusyTime.room_id)
         .where(
             owner,
             ExternalBusyTime.start_at < window.end_at,
@@ -236,7 +249,7 @@ def busy_times(
         )
         .order_by(ExternalBusyTime.start_at)
     ).all()
-    return [Interval(r.start_at, r.end_at) for r in rows]
+    return [Interval(r.start_at, r.end_at) for r in rows], [r.room_id for r in rows]
 
 
 # --- ICS subscription feeds -------------------------------------------------------

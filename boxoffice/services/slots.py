@@ -233,8 +233,9 @@ def rooms_of_type(
         ).all()
         for row in rows:
             busy[row.room_id].append(Interval(row.start_at, row.end_at))
-    for room_id in room_ids:  # what the room's own calendar says, too
-        busy[room_id] += calendars.busy_times(db, window, room_id=room_id)
+    # What the rooms' own calendars say, too.
+    for room_id, intervals in calendars.rooms_busy_times(db, window, room_ids).items():
+        busy[room_id] += intervals
     return {room_id: Bookings.merged(intervals) for room_id, intervals in busy.items()}
 
 
