@@ -688,7 +688,7 @@ PHASES = (
     ("active_user (boxoffice/services/auth.py", "route: auth.active_user -> SELECT users"),
     ("get_timeslot (boxoffice/services/timeslots.py", "service: get_timeslot -> SELECT sessions"),
     ("_emit_lazyload", "ORM lazy loads (session.room -> SELECT rooms JOIN organizations)"),
-    ("_take_seat (boxoffice/services/bookings.py", "service: _take_seat -> UPDATE sessions"),
+    ("take_seat (boxoffice/services/bookings.py", "service: take_seat -> UPDATE sessions"),
     ("Session.flush", "service: flush -> INSERT bookings, INSERT booking_status_changes"),
     ("Database.write", "route: db.write() begin/commit, pool checkout/checkin"),
     ("BookingOut.of", "route: BookingOut.of"),

@@ -84,6 +84,7 @@ from boxoffice.db.models import Session
 from boxoffice.db.session import Database, make_engine
 from boxoffice.integrations.mail import messages
 from boxoffice.integrations.mail.messages import KINDS
+from boxoffice.integrations.payments.offline import OfflineGateway
 from boxoffice.services import auth, outbox, rooms, timeslots
 from boxoffice.services import bookings as booking_service
 from boxoffice.services.organizations import create_organization
@@ -492,7 +493,12 @@ def worker_process(
         worker = dispatcher.Worker(
             database,
             settings,
-            Adapters(mailer=mailer, calendar=NoCalendar(), webhooks=NoWebhooks()),
+            Adapters(
+                mailer=mailer,
+                calendar=NoCalendar(),
+                webhooks=NoWebhooks(),
+                payments=OfflineGateway(database, PUBLIC_URL),
+            ),
         )
         install_probes(probe, worker)
         # Warm-up: connections, compiled statements, templates; the periodic jobs' first run.

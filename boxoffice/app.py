@@ -22,6 +22,7 @@ from boxoffice.api.routes import (
     catalogue,
     health,
     metrics,
+    payments,
     public,
     side_effects,
 )
@@ -81,7 +82,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         gc.freeze()
         worker = None
         if settings.run_worker:
-            worker = Worker(db, settings, build_adapters(settings))
+            worker = Worker(db, settings, app.state.adapters)
             worker.start()
         yield
         if worker is not None:
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.database = db
     app.state.secret_key = settings.resolved_secret_key()
+    app.state.adapters = build_adapters(settings, db)
     errors.register(app)
     mount_docs(app)
     for router in (
@@ -112,6 +114,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         side_effects.router,
         public.router,
         side_effects.feeds,
+        payments.router,
+        payments.checkout,
     ):
         app.include_router(router)
 

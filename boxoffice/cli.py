@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,16 +18,20 @@ from boxoffice.db import migrate as migrations
 from boxoffice.db.session import Database, Db
 from boxoffice.domain.errors import DomainError, NotFound
 from boxoffice.integrations.factory import build_adapters
+from boxoffice.integrations.payments.offline import OfflineGateway
 from boxoffice.observability import configure_logging
-from boxoffice.services import auth, demo, outbox
+from boxoffice.services import auth, demo, outbox, payments
 from boxoffice.services.organizations import create_organization, get_organization_by_slug
 from boxoffice.services.outbox import DeliveryState, Topic
+from boxoffice.services.ports import PaymentRefused
 from boxoffice.settings import Settings, get_settings
 from boxoffice.worker.dispatcher import Worker
 
 app = typer.Typer(help="Box Office booking engine.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Emails, calendar writes and webhooks waiting or done.")
 app.add_typer(outbox_app, name="outbox")
+payments_app = typer.Typer(help="Payments through the offline gateway.", no_args_is_help=True)
+app.add_typer(payments_app, name="payments")
 
 WorkerOption = Annotated[
     bool, typer.Option("--worker/--no-worker", help="Deliver the outbox in this process")
@@ -140,7 +145,7 @@ def worker_command(
     configure_logging()
     _migrate(settings)
     db = Database.from_url(settings.sqlalchemy_url, pool_size=2)
-    worker = Worker(db, settings, build_adapters(settings))
+    worker = Worker(db, settings, build_adapters(settings, db))
     try:
         if once:
             worker.run_periodic(force=True)
@@ -194,6 +199,47 @@ def outbox_retry(delivery_id: Annotated[int, typer.Argument(help="The dead row's
     with _command_transaction(get_settings()) as s:
         outbox.retry(s, delivery_id, org_id=None, now=datetime.now(UTC))
     typer.echo(f"Delivery {delivery_id} is due again.")
+
+
+def _settle(order_id: str, outcome: str) -> None:
+    settings = get_settings()
+    _migrate(settings)
+    db = Database.from_url(settings.sqlalchemy_url, pool_size=2)
+    try:
+        gateway = build_adapters(settings, db).payments
+        if not isinstance(gateway, OfflineGateway):
+            typer.echo("Error: this instance takes payments through Stripe.", err=True)
+            raise typer.Exit(code=1)
+        try:
+            with db.read() as s:
+                ref = payments.pending_payment_ref(s, uuid.UUID(order_id), gateway=gateway.name)
+            result = gateway.settle(ref, outcome, now=datetime.now(UTC))
+        except ValueError as exc:
+            typer.echo(f"Error: {order_id!r} is not an order id.", err=True)
+            raise typer.Exit(code=1) from exc
+        except (DomainError, PaymentRefused) as exc:
+            message = exc.message if isinstance(exc, DomainError) else str(exc)
+            typer.echo(f"Error: {message}", err=True)
+            raise typer.Exit(code=1) from exc
+    finally:
+        db.dispose()
+    typer.echo(f"Order {order_id}: payment {outcome}; {result.replace('_', ' ')}.")
+
+
+@payments_app.command("succeed")
+def payments_succeed(
+    order_id: Annotated[str, typer.Argument(help="The order's id")],
+) -> None:
+    """The order's customer has paid (as Stripe's payment_intent.succeeded)."""
+    _settle(order_id, "succeeded")
+
+
+@payments_app.command("fail")
+def payments_fail(
+    order_id: Annotated[str, typer.Argument(help="The order's id")],
+) -> None:
+    """The order's payment was declined (as Stripe's payment_intent.payment_failed)."""
+    _settle(order_id, "failed")
 
 
 def _run_server(

@@ -54,6 +54,22 @@ class Settings(BaseSettings):
     calendar_sync_interval_s: int = 300
     http_timeout_s: float = 10.0  # outgoing webhooks and CalDAV
 
+    # Payments: Stripe when a secret key is set, else the offline gateway (a local
+    # checkout page and `boxoffice payments succeed|fail ORDER`).
+    payment_gateway: Literal["auto", "stripe", "offline"] = "auto"
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None  # e.g. a local stub server in tests
+    # Ask the gateway about payments pending longer than this (a lost webhook).
+    payment_reconcile_after_min: int = 10
+    payment_reconcile_interval_s: int = 60
+
+    @property
+    def resolved_payment_gateway(self) -> Literal["stripe", "offline"]:
+        if self.payment_gateway == "auto":
+            return "stripe" if self.stripe_secret_key else "offline"
+        return self.payment_gateway
+
     @property
     def resolved_mail_dir(self) -> Path:
         return self.mail_dir if self.mail_dir is not None else self.data_dir / "mail"

@@ -25,6 +25,7 @@ from boxoffice.db import migrate
 from boxoffice.db.session import Database
 from boxoffice.integrations.calendar.caldav import CalDavCalendar
 from boxoffice.integrations.mail.files import FileMailer
+from boxoffice.integrations.payments.offline import OfflineGateway
 from boxoffice.integrations.webhooks import HttpWebhookSender
 from boxoffice.services import auth
 from boxoffice.services.organizations import create_organization
@@ -175,12 +176,14 @@ def client(settings: Settings, database: Database, clock: Clock) -> Iterator[Tes
 
 
 @pytest.fixture
-def adapters(settings: Settings) -> Adapters:
-    """The real adapters: .eml files in the data directory, CalDAV, HTTP webhooks."""
+def adapters(settings: Settings, database: Database) -> Adapters:
+    """The real adapters: .eml files in the data directory, CalDAV, HTTP webhooks, the
+    offline payment gateway (the app's own, on the same database)."""
     return Adapters(
         mailer=FileMailer(settings.resolved_mail_dir, settings.mail_from),
         calendar=CalDavCalendar(timeout_s=3),
         webhooks=HttpWebhookSender(timeout_s=3),
+        payments=OfflineGateway(database, settings.public_url),
     )
 
 
@@ -228,6 +231,7 @@ class Api:
         timezone: str = "Europe/Madrid",
         currency: str = "EUR",
         refund_policy: Any = None,
+        payments_enabled: bool = True,
     ) -> str:
         with self.database.write() as s:
             create_organization(
@@ -237,6 +241,7 @@ class Api:
                 timezone=timezone,
                 currency=currency,
                 refund_policy=refund_policy,
+                payments_enabled=payments_enabled,
             )
         return slug
 
@@ -270,6 +275,22 @@ class Api:
         return self.client.post(
             "/api/v1/bookings", json={"timeslotId": timeslot_id} | extra, headers=headers
         )
+
+    def booked(self, headers: dict[str, str], timeslot_id: str, **extra: Any) -> dict[str, Any]:
+        """Book, expecting 201; the new booking."""
+        r = self.book(headers, timeslot_id, **extra)
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def booking(self, headers: dict[str, str], booking_id: str) -> dict[str, Any]:
+        r = self.client.get(f"/api/v1/bookings/{booking_id}", headers=headers)
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def order(self, headers: dict[str, str], order_id: str) -> dict[str, Any]:
+        r = self.client.get(f"/api/v1/orders/{order_id}", headers=headers)
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from boxoffice.db.session import Database
 from boxoffice.domain.errors import Unauthorized
 from boxoffice.services import auth
+from boxoffice.services.ports import PaymentGateway
 from boxoffice.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/v1/auth/token")
@@ -36,6 +37,12 @@ async def get_secret_key(request: Request) -> str:
     """The instance secret that signs access tokens."""
     secret: str = request.app.state.secret_key
     return secret
+
+
+async def get_gateway(request: Request) -> PaymentGateway:
+    """The payment gateway chosen at start-up."""
+    gateway: PaymentGateway = request.app.state.adapters.payments
+    return gateway
 
 
 async def get_now() -> datetime:
@@ -72,3 +79,4 @@ Now = Annotated[datetime, Depends(get_now)]
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 SecretKey = Annotated[str, Depends(get_secret_key)]
+Gateway = Annotated[PaymentGateway, Depends(get_gateway)]

@@ -22,6 +22,7 @@ STATUS: list[tuple[type[errors.DomainError], int]] = [
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.InvalidQuery, 400),
+    (errors.InvalidSignature, 400),
     (errors.InvalidInput, 422),
     (errors.Unauthorized, 401),
     (errors.Forbidden, 403),

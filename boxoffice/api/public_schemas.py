@@ -10,7 +10,15 @@ from zoneinfo import ZoneInfo
 
 from pydantic import EmailStr, Field, StringConstraints
 
-from boxoffice.api.schemas import BookingStatusName, In, Instant, Name, Out, PaymentStatusName
+from boxoffice.api.schemas import (
+    BookingStatusName,
+    In,
+    Instant,
+    Name,
+    Out,
+    PaymentOut,
+    PaymentStatusName,
+)
 from boxoffice.db.models import Booking, Provider, Service
 from boxoffice.domain.money import to_major
 from boxoffice.services.slots import OfferedSlot
@@ -137,9 +145,13 @@ class AppointmentOut(Out):
     hold_expires_at: datetime | None
     cancelled_at: datetime | None
     created_at: datetime
+    order_id: uuid.UUID | None
+    payment: PaymentOut | None = Field(
+        default=None, description="How to pay, while the booking waits for its payment"
+    )
 
     @classmethod
-    def of(cls, booking: Booking) -> AppointmentOut:
+    def of(cls, booking: Booking, payment: PaymentOut | None = None) -> AppointmentOut:
         session = booking.session
         return cls(
             id=booking.id,
@@ -160,6 +172,8 @@ class AppointmentOut(Out):
             hold_expires_at=booking.hold_expires_at,
             cancelled_at=booking.cancelled_at,
             created_at=booking.created_at,
+            order_id=booking.order_id,
+            payment=payment,
         )
 
 
@@ -171,6 +185,7 @@ class ManagedAppointmentOut(AppointmentOut):
 class AppointmentBookedOut(Out):
     booking: ManagedAppointmentOut = Field(description="The (first) booking")
     bookings: list[ManagedAppointmentOut] = Field(description="Every occurrence, in time order")
+    payment: PaymentOut = Field(description="What to do to pay for them all (one order)")
 
 
 class AppointmentCancelOut(Out):

@@ -31,6 +31,7 @@ from boxoffice.db.models import (
 from boxoffice.domain.money import to_major
 from boxoffice.services.booking_events import WEBHOOK_EVENTS
 from boxoffice.services.outbox import state_of
+from boxoffice.services.payments import PaymentInstructions
 from boxoffice.services.timeslots import is_bookable
 
 RoomType = Literal["office", "consultation", "meeting", "treatment"]
@@ -295,6 +296,34 @@ class StatusChangeOut(Out):
         )
 
 
+class PaymentOut(Out):
+    """What the client must do to pay: nothing (``paymentRequired`` false), or pay
+    ``amount`` before ``holdExpiresAt`` with Stripe's ``clientSecret`` or at
+    ``checkoutUrl`` (the offline gateway's page)."""
+
+    payment_required: bool
+    order_id: uuid.UUID | None
+    amount: float
+    currency: str | None
+    hold_expires_at: datetime | None
+    client_secret: str | None
+    checkout_url: str | None
+    error: str | None = Field(description="Why the payment could not be started (retry)")
+
+    @classmethod
+    def of(cls, p: PaymentInstructions) -> PaymentOut:
+        return cls(
+            payment_required=p.payment_required,
+            order_id=p.order_id,
+            amount=to_major(p.amount_minor, p.currency) if p.currency else 0.0,
+            currency=p.currency,
+            hold_expires_at=p.hold_expires_at,
+            client_secret=p.client_secret,
+            checkout_url=p.checkout_url,
+            error=p.error,
+        )
+
+
 class BookingOut(Out):
     id: uuid.UUID
     status: BookingStatusName
@@ -312,7 +341,11 @@ class BookingOut(Out):
     cancelled_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    order_id: uuid.UUID | None
     status_history: list[StatusChangeOut] | None = None
+    payment: PaymentOut | None = Field(
+        default=None, description="How to pay; in the response to the booking request"
+    )
 
     @classmethod
     def of(
@@ -340,6 +373,7 @@ class BookingOut(Out):
             cancelled_at=booking.cancelled_at,
             created_at=booking.created_at,
             updated_at=booking.updated_at,
+            order_id=booking.order_id,
             status_history=[StatusChangeOut.of(c) for c in history]
             if history is not None
             else None,

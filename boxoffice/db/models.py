@@ -439,6 +439,10 @@ class Booking(Base):
     series_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("booking_series.id", ondelete="SET NULL"), index=True
     )
+    # The order that pays for it; None for free bookings and those paid at the desk.
+    order_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("orders.id", ondelete="SET NULL"), index=True
+    )
     status: Mapped[str] = mapped_column(String(16))
     payment_status: Mapped[str] = mapped_column(String(16))
     price_minor: Mapped[int] = mapped_column(Integer)
@@ -509,7 +513,9 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        CheckConstraint("topic IN ('event', 'email', 'calendar', 'webhook')", name="topic"),
+        CheckConstraint(
+            "topic IN ('event', 'email', 'calendar', 'webhook', 'refund')", name="topic"
+        ),
         Index(
             "ix_outbox_due",
             "next_attempt_at",
@@ -606,3 +612,158 @@ class ExternalBusyTime(Base):
     uid: Mapped[str] = mapped_column(String(500))
     start_at: Mapped[datetime] = mapped_column(UTCDateTime)
     end_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Order(Base):
+    """What one payment pays for: one booking, a series, several tickets, a course.
+
+    ``closed_reason`` says why an order that was never paid closed: payment_failed,
+    payment_timeout (its hold ran out) or cancelled. A payment that arrives later is
+    honoured only after the first two, when the seats are still free.
+    """
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('open', 'paid', 'failed', 'cancelled', 'refunded', 'partially_refunded')",
+            name="status",
+        ),
+        CheckConstraint(
+            "total_minor >= 0 AND commission_minor >= 0 AND refunded_minor >= 0 "
+            "AND refunded_minor <= total_minor",
+            name="amounts",
+        ),
+        Index("ix_orders_org_created", "org_id", "created_at"),
+        Index("ix_orders_user_created", "user_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(24), default="open")
+    closed_reason: Mapped[str | None] = mapped_column(String(32))
+    total_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    # The platform's share by the organisation's plan tier; what was actually collected
+    # is the payment's application fee (none on a test-mode direct charge).
+    commission_minor: Mapped[int] = mapped_column(Integer, default=0)
+    refunded_minor: Mapped[int] = mapped_column(Integer, default=0)
+    hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Payment(Base):
+    """One attempt to collect an order's total through a gateway.
+
+    ``gateway_ref`` is the gateway's id (a PaymentIntent); it is set once the gateway
+    has answered. At most one payment of an order is pending at a time.
+    """
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed', 'cancelled')", name="status"),
+        CheckConstraint(
+            "amount_minor > 0 AND refunded_minor >= 0 AND refunded_minor <= amount_minor",
+            name="amounts",
+        ),
+        UniqueConstraint("gateway", "gateway_ref"),
+        Index(
+            "uq_payments_one_pending",
+            "order_id",
+            unique=True,
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_payments_pending_created",
+            "created_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), index=True
+    )
+    gateway: Mapped[str] = mapped_column(String(16))
+    gateway_ref: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    amount_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    # Connect: the organisation's account the money goes to, and the platform's fee.
+    destination: Mapped[str | None] = mapped_column(String(255))
+    application_fee_minor: Mapped[int | None] = mapped_column(Integer)
+    client_secret: Mapped[str | None] = mapped_column(String(500))
+    checkout_url: Mapped[str | None] = mapped_column(String(2000))
+    refunded_minor: Mapped[int] = mapped_column(Integer, default=0)
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Refund(Base):
+    """Money going back: asked for in the transaction that decided it, sent by the
+    worker through the outbox (retried until the gateway accepts it)."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="amount"),
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    payment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("payments.id", ondelete="CASCADE"), index=True
+    )
+    booking_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("bookings.id", ondelete="SET NULL")
+    )
+    amount_minor: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    gateway_ref: Mapped[str | None] = mapped_column(String(255))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PaymentEvent(Base):
+    """A gateway event received (webhook) or found (reconciliation); each id is
+    processed once, in the transaction that applies it."""
+
+    __tablename__ = "payment_events"
+
+    gateway: Mapped[str] = mapped_column(String(16), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    payment_ref: Mapped[str] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime] = _created_at()
+
+
+class OfflineCharge(Base):
+    """The offline gateway's own ledger: what an outside processor would keep."""
+
+    __tablename__ = "offline_charges"
+
+    ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    order_id: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    refunded_minor: Mapped[int] = mapped_column(Integer, default=0)
+    # Refunds by their idempotency key: {key: amount}.
+    refunds: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

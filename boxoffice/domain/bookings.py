@@ -65,11 +65,17 @@ def check_transition(
         )
 
 
-def initial_status(price_minor: int) -> tuple[BookingStatus, PaymentStatus]:
-    """Status of a new booking: free ones are confirmed, priced ones wait for payment."""
+def initial_status(
+    price_minor: int, *, payment_required: bool
+) -> tuple[BookingStatus, PaymentStatus]:
+    """Status of a new booking: one waiting for an online payment is pending (its seat
+    held); a free one needs no payment; a priced one at an organisation that takes no
+    payments online is confirmed and paid at the venue (the desk marks it paid)."""
+    if payment_required:
+        return BookingStatus.PENDING, PaymentStatus.PENDING
     if price_minor == 0:
         return BookingStatus.CONFIRMED, PaymentStatus.NOT_REQUIRED
-    return BookingStatus.PENDING, PaymentStatus.PENDING
+    return BookingStatus.CONFIRMED, PaymentStatus.PENDING
 
 
 @dataclass(frozen=True)

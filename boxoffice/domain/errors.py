@@ -58,6 +58,13 @@ class InvalidQuery(InvalidInput):
     code = "invalid_query"
 
 
+class InvalidSignature(DomainError):
+    """A signed message (a payment gateway's webhook) whose signature does not verify:
+    missing, stale, tampered or made with another key."""
+
+    code = "invalid_signature"
+
+
 class Unauthorized(DomainError):
     code = "unauthorized"
 

@@ -25,9 +25,10 @@ from boxoffice.domain.errors import (
     SlotFull,
     SlotUnavailable,
 )
+from boxoffice.domain.payments import needs_payment
 from boxoffice.domain.resources import first_free
 from boxoffice.domain.timeslots import Interval
-from boxoffice.services import idempotency
+from boxoffice.services import idempotency, orders
 from boxoffice.services.bookings import (
     MAX_NOTES,
     Customer,
@@ -153,6 +154,18 @@ def book_appointment(
     if request.recurrence is not None:
         series_id = _new_series(db, org.id, request.recurrence, now)
     rules = rules_of(service)
+    order = None
+    if needs_payment(service.price_minor, payments_enabled=org.payments_enabled):
+        order = orders.open_order(
+            db,
+            org,
+            total_minor=service.price_minor * len(starts),
+            currency=service.currency,
+            user_id=request.user_id,
+            customer_email=request.customer.email,
+            customer_name=request.customer.name,
+            now=now,
+        )
     booked: list[Booking] = []
     refused: list[dict[str, str]] = []
     for start_at in starts:
@@ -172,6 +185,7 @@ def book_appointment(
                 customer=request.customer,
                 client_id=client.id,
                 series_id=series_id,
+                order=order,
             )
         )
     if refused:
@@ -297,6 +311,28 @@ def _claim(
     db.add(session)
     db.flush()
     return session
+
+
+def rebook(db: Db, booking: Booking, *, now: datetime) -> bool:
+    """Take an appointment's time again for a booking cancelled for want of payment
+    (its payment came late): the same provider and start if still free, through the
+    same race-free path as booking. False if the time has gone."""
+    old = ensure_appointment(booking)
+    if old.service_id is None or old.provider_id is None or old.start_at <= now:
+        return False
+    service = db.get(Service, old.service_id)
+    if service is None or not service.is_active:
+        return False
+    providers = offering_providers(db, service, None, lock=True)
+    providers = [p for p in providers if p.id == old.provider_id]
+    if not providers:
+        return False
+    session = _claim(db, service, rules_of(service), providers, old.start_at, now)
+    if isinstance(session, str):
+        return False
+    booking.session = session
+    booking.session_id = session.id
+    return True
 
 
 def _group_session(

@@ -43,6 +43,10 @@ class BookingEvent(StrEnum):
     COMPLETED = "booking.completed"
     NO_SHOW = "booking.no_show"
     REMINDER = "booking.reminder"  # internal: the 24-hour reminder email, no webhook
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    # Money given back that no cancellation email announces: a payment that arrived
+    # after its seat had gone.
+    PAYMENT_REFUNDED = "payment.refunded"
 
 
 # The events outside subscribers can ask for.
@@ -53,6 +57,7 @@ _EMAIL_KIND = {
     BookingEvent.RESCHEDULED: "booking_rescheduled",
     BookingEvent.CANCELLED: "booking_cancelled",
     BookingEvent.REMINDER: "booking_reminder",
+    BookingEvent.PAYMENT_REFUNDED: "payment_refunded",
 }
 _CALENDAR_EVENTS = {
     BookingEvent.CONFIRMED,

@@ -1,6 +1,6 @@
 """Bookings: one seat in one session, taken, moved and released without ever overbooking.
 
-Every seat change goes through :func:`_take_seat` and :func:`_release_seat`, which
+Every seat change goes through :func:`take_seat` and :func:`release_seat`, which
 adjust the session's ``booked_count`` with one conditional UPDATE. That statement
 is the lock, the re-check and the write at once: on PostgreSQL it row-locks the
 session, and it only succeeds while a seat is left, so concurrent requests queue
@@ -21,7 +21,7 @@ from sqlalchemy.orm import joinedload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from boxoffice.db.locking import for_update
-from boxoffice.db.models import Booking, BookingStatusChange, Room, Session
+from boxoffice.db.models import Booking, BookingStatusChange, Order, Room, Session
 from boxoffice.db.session import Db
 from boxoffice.domain.bookings import (
     BookingStatus,
@@ -37,7 +37,8 @@ from boxoffice.domain.errors import (
     SlotFull,
     SlotUnavailable,
 )
-from boxoffice.services import idempotency, outbox
+from boxoffice.domain.payments import ClosedReason, needs_payment
+from boxoffice.services import idempotency, orders, outbox
 from boxoffice.services.booking_events import BookingEvent, event_row
 from boxoffice.services.organizations import get_organization, refund_tiers
 from boxoffice.services.timeslots import busy_timeslots, get_timeslot, is_bookable
@@ -239,17 +240,29 @@ def create_booking(
             "That timeslot does not belong to that room.",
             {"timeslotId": str(timeslot_id), "roomId": str(room_id)},
         )
-    _take_seat(db, session, now=now)
+    take_seat(db, session, now=now)
     room = session.room
     assert room is not None
+    org = room.organization
+    order = None
+    if needs_payment(session.price_minor, payments_enabled=org.payments_enabled):
+        order = orders.open_order(
+            db,
+            org,
+            total_minor=session.price_minor,
+            currency=org.currency,
+            user_id=user_id,
+            now=now,
+        )
     booking = add_booking(
         db,
         session,
-        currency=room.organization.currency,
+        currency=org.currency,
         user_id=user_id,
         notes=notes,
         actor_id=user_id,
         now=now,
+        order=order,
     )
     if idempotency_key is not None:
         idempotency.complete(
@@ -270,10 +283,14 @@ def add_booking(
     customer: Customer | None = None,
     client_id: uuid.UUID | None = None,
     series_id: uuid.UUID | None = None,
+    order: Order | None = None,
 ) -> Booking:
     """Record a booking of a seat the caller has just taken in ``session``, with its
-    status history and its outbox event. Caller holds the seat (see :func:`_take_seat`)."""
-    status, payment_status = initial_status(session.price_minor)
+    status history and its outbox event. Caller holds the seat (see :func:`take_seat`).
+
+    With ``order`` the booking waits for that order's payment, holding its seat until
+    the order's hold expires."""
+    status, payment_status = initial_status(session.price_minor, payment_required=order is not None)
     values = {
         "id": uuid.uuid4(),
         "org_id": session.org_id,
@@ -281,6 +298,7 @@ def add_booking(
         "user_id": user_id,
         "client_id": client_id,
         "series_id": series_id,
+        "order_id": order.id if order else None,
         "status": status.value,
         "payment_status": payment_status.value,
         "price_minor": session.price_minor,
@@ -293,7 +311,7 @@ def add_booking(
         "customer_timezone": customer.timezone if customer else None,
         "sequence": 0,
         "reminded_at": None,
-        "hold_expires_at": None,
+        "hold_expires_at": order.hold_expires_at if order else None,
         "cancelled_at": None,
         "created_at": now,
         "updated_at": now,
@@ -336,6 +354,11 @@ def cancel_booking(
     A customer may cancel only before the session starts, and is refunded by the
     organisation's policy; an organiser's cancellation refunds everything paid.
     """
+    order_id = db.execute(
+        select(Booking.order_id).where(Booking.id == booking_id)
+    ).scalar_one_or_none()
+    if order_id is not None:
+        orders.lock_order(db, order_id)  # before the booking: see services.orders
     booking = get_booking(db, booking_id, owner, lock=True)
     session = _session_of(booking)
     if not by_organiser and now >= session.start_at:
@@ -359,6 +382,7 @@ def cancel_booking(
     )
     release_seat(db, session)
     booking.cancelled_at = now
+    booking.hold_expires_at = None
     booking.refunded_minor = refund
     if refund > 0:
         booking.payment_status = PaymentStatus.REFUNDED.value
@@ -370,9 +394,17 @@ def cancel_booking(
         reason=reason,
         now=now,
         session=session,
-        event=BookingEvent.CANCELLED,
+        events=[BookingEvent.CANCELLED],
         refund_minor=refund,
     )
+    if booking.order_id is not None:
+        if refund > 0:  # paid online: the money goes back the way it came
+            orders.request_refund(
+                db, booking.order_id, refund, reason="cancellation", booking_id=booking.id, now=now
+            )
+        else:
+            closed = ClosedReason(reason) if reason in set(ClosedReason) else None
+            orders.close_if_unpaid(db, booking.order_id, closed or ClosedReason.CANCELLED, now=now)
     db.flush()
     return booking, refund
 
@@ -408,11 +440,11 @@ def reschedule_booking(
         )
     # Touch the two session rows in id order so crossing reschedules cannot deadlock.
     if new.id.bytes < old.id.bytes:
-        _take_seat(db, new, now=now)
+        take_seat(db, new, now=now)
         release_seat(db, old)
     else:
         release_seat(db, old)
-        _take_seat(db, new, now=now)
+        take_seat(db, new, now=now)
     record_move(db, booking, old, new, actor_id=actor_id, now=now)
     return booking
 
@@ -472,6 +504,11 @@ def change_status(
     """
     owner = Owner(org_id=org_id)
     if payment_status is not None:
+        order_id = db.execute(
+            select(Booking.order_id).where(Booking.id == booking_id)
+        ).scalar_one_or_none()
+        if order_id is not None:
+            orders.lock_order(db, order_id)  # before the booking: see services.orders
         booking = get_booking(db, booking_id, owner, lock=True)
         if booking.status not in (BookingStatus.PENDING, BookingStatus.CONFIRMED):
             raise Conflict(
@@ -484,11 +521,20 @@ def change_status(
                 f"to {payment_status.value} by hand.",
                 {"from": booking.payment_status, "to": payment_status.value},
             )
+        if booking.order_id is not None and orders.pay_at_desk(db, booking.order_id, now=now):
+            # The whole order is paid at the desk: its other bookings are confirmed too,
+            # and an online payment that still arrives goes back.
+            for other_id in orders.pending_bookings(db, booking.order_id):
+                if other_id != booking.id:
+                    other = get_booking(db, other_id, owner, lock=True)
+                    confirm_paid(db, other, actor_id=actor_id, reason=reason, now=now)
+        if booking.status == BookingStatus.PENDING and status in (None, BookingStatus.CONFIRMED):
+            # paid is what a pending booking waited for
+            confirm_paid(db, booking, actor_id=actor_id, reason=reason, now=now)
+            return booking, 0
         booking.payment_status = PaymentStatus.PAID.value
         booking.hold_expires_at = None
         booking.updated_at = now
-        if booking.status == BookingStatus.PENDING and status is None:
-            status = BookingStatus.CONFIRMED  # paid is what a pending booking waited for
     if status is None:
         return get_booking(db, booking_id, owner), 0
     if status is BookingStatus.CANCELLED:
@@ -506,10 +552,65 @@ def change_status(
         reason=reason,
         now=now,
         session=session,
-        event=_STATUS_EVENTS.get(status),
+        events=[e for e in [_STATUS_EVENTS.get(status)] if e is not None],
     )
     db.flush()
     return booking, 0
+
+
+def confirm_paid(
+    db: Db,
+    booking: Booking,
+    *,
+    actor_id: uuid.UUID | None,
+    reason: str,
+    now: datetime,
+    events: Sequence[BookingEvent] = (BookingEvent.CONFIRMED,),
+) -> None:
+    """A pending booking's payment has arrived: confirmed and paid, its hold over."""
+    session = _session_of(booking)
+    check_transition(
+        BookingStatus(booking.status), BookingStatus.CONFIRMED, starts_at=session.start_at, now=now
+    )
+    booking.payment_status = PaymentStatus.PAID.value
+    booking.hold_expires_at = None
+    _set_status(
+        db,
+        booking,
+        BookingStatus.CONFIRMED,
+        actor_id=actor_id,
+        reason=reason,
+        now=now,
+        session=session,
+        events=events,
+    )
+    db.flush()
+
+
+def revive_paid(db: Db, booking: Booking, *, reason: str, now: datetime) -> None:
+    """A booking cancelled for want of payment whose payment came after all, and whose
+    seat the caller has taken again: confirmed and paid.
+
+    The one way back from cancelled; only the late-payment path takes it.
+    """
+    if booking.status != BookingStatus.CANCELLED:
+        raise Conflict(f"A {booking.status} booking cannot be revived.")
+    session = _session_of(booking)
+    booking.cancelled_at = None
+    booking.refunded_minor = 0
+    booking.payment_status = PaymentStatus.PAID.value
+    booking.hold_expires_at = None
+    _set_status(
+        db,
+        booking,
+        BookingStatus.CONFIRMED,
+        actor_id=None,
+        reason=reason,
+        now=now,
+        session=session,
+        events=(BookingEvent.CONFIRMED, BookingEvent.PAYMENT_SUCCEEDED),
+    )
+    db.flush()
 
 
 _STATUS_EVENTS = {
@@ -525,7 +626,7 @@ def _session_of(booking: Booking) -> Session:
     return booking.session
 
 
-def _take_seat(db: Db, session: Session, *, now: datetime) -> None:
+def take_seat(db: Db, session: Session, *, now: datetime) -> None:
     """Take one seat in ``session`` or raise; the conditional UPDATE is the lock."""
     room = session.room
     if room is None or not is_bookable(session, room=room, now=now):
@@ -582,19 +683,19 @@ def _set_status(
     reason: str,
     now: datetime,
     session: Session | None = None,
-    event: BookingEvent | None = None,
+    events: Sequence[BookingEvent] = (),
     refund_minor: int = 0,
 ) -> None:
-    """Change the status, with its history row and (if ``event``) its outbox event."""
+    """Change the status, with its history row and (if ``events``) its outbox event."""
     previous = BookingStatus(booking.status)
     booking.status = status.value
     booking.updated_at = now
     row = None
-    if event is not None and session is not None:
+    if events and session is not None:
         row = event_row(
             booking,
             session,
-            [event],
+            list(events),
             now=now,
             previous_status=previous.value,
             refund_minor=refund_minor,

@@ -54,7 +54,12 @@ def seed_demo(db: Db, *, now: datetime, days: int = 14) -> DemoSummary:
     org = db.execute(select(Organization).where(Organization.slug == DEMO_ORG)).scalar_one_or_none()
     if org is None:
         org = create_organization(
-            db, slug=DEMO_ORG, name="Demo Studio", timezone="Europe/Madrid", currency="EUR"
+            db,
+            slug=DEMO_ORG,
+            name="Demo Studio",
+            timezone="Europe/Madrid",
+            currency="EUR",
+            payments_enabled=True,  # priced bookings go through the (offline) checkout
         )
         for name, description, capacity, room_type, rate, _, _ in _ROOMS:
             rooms.create_room(

@@ -13,9 +13,11 @@ from typing import cast
 
 from sqlalchemy import Table, select, update
 
-from boxoffice.db.models import Booking, Session
+from boxoffice.db.models import Booking, Order, Session
 from boxoffice.db.session import Db
 from boxoffice.domain.bookings import BookingStatus, PaymentStatus
+from boxoffice.domain.payments import ClosedReason, OrderStatus
+from boxoffice.services import orders
 from boxoffice.services.booking_events import BookingEvent, record_once
 from boxoffice.services.bookings import Owner, cancel_booking, change_status
 
@@ -31,29 +33,37 @@ def _skip_locked(db: Db, stmt: object) -> object:
 
 
 def expire_holds(db: Db, *, now: datetime, limit: int = 100) -> int:
-    """Cancel pending bookings whose hold has run out (reason payment_timeout)."""
+    """Close the open orders whose hold has run out: their pending bookings are
+    cancelled (reason payment_timeout) and their seats go back on sale. A booking
+    already paid (at the desk, say) is left alone."""
     stmt = (
-        select(Booking.id, Booking.org_id)
-        .where(
-            Booking.status == BookingStatus.PENDING.value,
-            Booking.payment_status == PaymentStatus.PENDING.value,
-            Booking.hold_expires_at.is_not(None),
-            Booking.hold_expires_at <= now,
-        )
-        .order_by(Booking.hold_expires_at)
+        select(Order.id, Order.org_id)
+        .where(Order.status == OrderStatus.OPEN.value, Order.hold_expires_at <= now)
+        .order_by(Order.hold_expires_at)
         .limit(limit)
     )
     rows = db.execute(_skip_locked(db, stmt)).all()  # type: ignore[call-overload]
-    for row in rows:
-        cancel_booking(
-            db,
-            row.id,
-            Owner(org_id=row.org_id),
-            actor_id=None,
-            reason="payment_timeout",
-            by_organiser=True,
-            now=now,
-        )
+    for order_id, org_id in rows:
+        pending = db.execute(
+            select(Booking.id)
+            .where(
+                Booking.order_id == order_id,
+                Booking.status == BookingStatus.PENDING.value,
+                Booking.payment_status == PaymentStatus.PENDING.value,
+            )
+            .order_by(Booking.id)
+        ).scalars()
+        for booking_id in list(pending):
+            cancel_booking(
+                db,
+                booking_id,
+                Owner(org_id=org_id),
+                actor_id=None,
+                reason=ClosedReason.PAYMENT_TIMEOUT.value,
+                by_organiser=True,
+                now=now,
+            )
+        orders.close_if_unpaid(db, order_id, ClosedReason.PAYMENT_TIMEOUT, now=now)
     return len(rows)
 
 

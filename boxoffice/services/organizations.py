@@ -16,6 +16,7 @@ from boxoffice.domain.money import exponent
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 PLAN_TIERS = ("builder", "pro", "center")
+_ACCOUNT = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")
 
 
 def check_timezone(name: str) -> str:
@@ -27,6 +28,51 @@ def check_timezone(name: str) -> str:
     return name
 
 
+def update_payment_settings(
+    db: Db,
+    org_id: uuid.UUID,
+    *,
+    live_gateway: bool,
+    payments_enabled: bool | None = None,
+    payment_account_id: str | None = None,
+    plan_tier: str | None = None,
+    hold_min: int | None = None,
+) -> Organization:
+    """Change how an organisation takes payments; only the values given change.
+
+    ``payment_account_id`` "" disconnects the account. With a live gateway an
+    organisation can only take payments once its own account is connected.
+    """
+    org = get_organization(db, org_id)
+    if plan_tier is not None:
+        if plan_tier not in PLAN_TIERS:
+            raise InvalidInput(
+                f"plan tier must be one of {', '.join(PLAN_TIERS)}.", {"plan": plan_tier}
+            )
+        org.plan_tier = plan_tier
+    if payment_account_id is not None:
+        account = payment_account_id.strip()
+        if account and not _ACCOUNT.match(account):
+            raise InvalidInput(
+                "paymentAccountId must be a Stripe account id like acct_1A2b3C.",
+                {"paymentAccountId": account},
+            )
+        org.payment_account_id = account or None
+    if hold_min is not None:
+        if not 1 <= hold_min <= 1440:
+            raise InvalidInput("holdMinutes must be between 1 and 1440.", {"holdMinutes": hold_min})
+        org.hold_min = hold_min
+    if payments_enabled is not None:
+        org.payments_enabled = payments_enabled
+    if org.payments_enabled and live_gateway and not org.payment_account_id:
+        raise InvalidInput(
+            "Connect the organisation's Stripe account (paymentAccountId) before taking payments.",
+            {"paymentsEnabled": True},
+        )
+    db.flush()
+    return org
+
+
 def create_organization(
     db: Db,
     *,
@@ -36,6 +82,7 @@ def create_organization(
     currency: str,
     plan_tier: str = "builder",
     refund_policy: list[RefundTier] | None = None,
+    payments_enabled: bool = False,
 ) -> Organization:
     """Create an organisation; the slug is its public, URL-safe name."""
     if not _SLUG.match(slug):
@@ -62,6 +109,7 @@ def create_organization(
         currency=currency.upper(),
         plan_tier=plan_tier,
         refund_policy=policy,
+        payments_enabled=payments_enabled,
     )
     db.add(org)
     db.flush()

@@ -34,6 +34,11 @@ class Topic(StrEnum):
     EMAIL = "email"
     CALENDAR = "calendar"
     WEBHOOK = "webhook"
+    REFUND = "refund"  # money owed to a customer: retried until the gateway takes it
+
+
+# Topics whose rows never die: giving up would keep a customer's money.
+UNDYING = frozenset({Topic.REFUND})
 
 
 class DeliveryState(StrEnum):
@@ -222,7 +227,7 @@ def mark_failed(
     db: Db, row: Claimed, error: str, *, now: datetime, backoff: Backoff
 ) -> DeliveryState:
     """Record a failed attempt: due again after a backoff, or dead after the last one."""
-    dead = row.attempts >= backoff.max_attempts
+    dead = row.attempts >= backoff.max_attempts and row.topic not in UNDYING
     db.execute(
         update(OUTBOX)
         .where(OUTBOX.c.id == row.id, OUTBOX.c.delivered_at.is_(None))

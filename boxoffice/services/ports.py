@@ -97,6 +97,87 @@ class WebhookSender(Protocol):
         """POST the signed body; a non-2xx answer or a network error is DeliveryError."""
 
 
+class PaymentUnavailable(DeliveryError):
+    """The payment gateway could not be reached or refused for now; try again later."""
+
+
+class PaymentRefused(Exception):
+    """The gateway refused the request for good (bad account, amount, key): no retry helps."""
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    """Ask the gateway to collect ``amount_minor`` for one order.
+
+    ``idempotency_key`` is the payment row's id: asking twice gives the same payment.
+    With ``destination`` (a connected account) the money goes there, less
+    ``application_fee_minor`` for the platform.
+    """
+
+    order_id: str
+    amount_minor: int
+    currency: str  # ISO 4217, upper case
+    idempotency_key: str
+    description: str = ""
+    customer_email: str | None = None
+    destination: str | None = None
+    application_fee_minor: int | None = None
+
+
+@dataclass(frozen=True)
+class GatewayPayment:
+    """A payment as the gateway sees it now.
+
+    ``status`` is one of pending (waiting for the customer), succeeded, failed
+    (the last attempt was declined) or cancelled.
+    """
+
+    ref: str  # the gateway's id: a PaymentIntent id, an offline payment id
+    status: str
+    amount_minor: int
+    currency: str
+    amount_refunded_minor: int = 0
+    client_secret: str | None = None  # Stripe: for the client to confirm the payment
+    checkout_url: str | None = None  # offline: the page where the customer pays
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True)
+class GatewayEvent:
+    """Something the gateway tells us about a payment, by webhook or when asked.
+
+    ``kind`` is succeeded, failed or refunded; ``id`` is the gateway's event id,
+    processed once. ``amount_refunded_minor`` is the total refunded so far.
+    """
+
+    id: str
+    kind: str
+    payment_ref: str
+    amount_minor: int = 0
+    amount_refunded_minor: int = 0
+    failure_message: str | None = None
+
+
+class PaymentGateway(Protocol):
+    name: str  # "stripe" or "offline"
+    # Real money moves (a live Stripe key): an organisation must have connected its
+    # own account; the platform never charges directly for it.
+    live: bool
+
+    def create_payment(self, request: PaymentRequest) -> GatewayPayment:
+        """Start collecting a payment (idempotent by ``request.idempotency_key``)."""
+
+    def retrieve(self, ref: str) -> GatewayPayment:
+        """The payment's state now (for reconciliation)."""
+
+    def refund(self, ref: str, amount_minor: int, *, idempotency_key: str) -> str:
+        """Refund part or all of a succeeded payment; returns the gateway's refund id.
+
+        Idempotent by ``idempotency_key``: a retried refund is not refunded twice.
+        Raise PaymentUnavailable to retry later, PaymentRefused if it can never work.
+        """
+
+
 @dataclass(frozen=True)
 class Adapters:
     """The adapters an instance delivers through, chosen once at start-up."""
@@ -104,3 +185,4 @@ class Adapters:
     mailer: Mailer
     calendar: Calendar
     webhooks: WebhookSender
+    payments: PaymentGateway

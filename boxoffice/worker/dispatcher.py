@@ -24,7 +24,7 @@ from boxoffice.db.session import Database
 from boxoffice.domain.timeslots import Interval
 from boxoffice.integrations.mail.messages import render
 from boxoffice.observability import DELIVERIES, JOB_RUNS, WORKER_HEARTBEAT
-from boxoffice.services import booking_events, calendars, jobs, outbox, webhooks
+from boxoffice.services import booking_events, calendars, jobs, outbox, payments, webhooks
 from boxoffice.services.outbox import Backoff, Claimed, DeliveryState, Topic
 from boxoffice.services.ports import Adapters, DeliveryError
 from boxoffice.settings import Settings
@@ -77,6 +77,11 @@ class Worker:
             _Periodic("send_reminders", 60, self._send_reminders),
             _Periodic("complete_sessions", 60, self._complete_sessions),
             _Periodic("calendar_sync", 30, self._sync_calendars),
+            _Periodic(
+                "reconcile_payments",
+                settings.payment_reconcile_interval_s,
+                self._reconcile_payments,
+            ),
         ]
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -210,6 +215,13 @@ class Worker:
                 )
             if message is not None:
                 self.adapters.webhooks.send(message)
+        elif row.topic is Topic.REFUND:
+            payments.send_refund(
+                self.database,
+                self.adapters.payments,
+                uuid.UUID(row.payload["refundId"]),
+                now=self.clock(),
+            )
 
     # --- periodic jobs ------------------------------------------------------------
 
@@ -229,6 +241,8 @@ class Worker:
         return results
 
     def _expire_holds(self, now: datetime) -> int:
+        # Ask the gateway first: a hold whose payment went through is not given away.
+        payments.check_expired_holds(self.database, self.adapters.payments, now=now)
         with self.database.write() as db:
             return jobs.expire_holds(db, now=now)
 
@@ -240,6 +254,15 @@ class Worker:
     def _complete_sessions(self, now: datetime) -> int:
         with self.database.write() as db:
             return jobs.complete_sessions(db, now=now)
+
+    def _reconcile_payments(self, now: datetime) -> int:
+        return payments.reconcile(
+            self.database,
+            self.adapters.payments,
+            now=now,
+            older_than=timedelta(minutes=self.settings.payment_reconcile_after_min),
+            every=timedelta(seconds=self.settings.payment_reconcile_interval_s),
+        )
 
     def _sync_calendars(self, now: datetime) -> int:
         """Read each due connection's busy times for the next N days into the database."""

@@ -38,7 +38,12 @@ class Clinic:
         self.client = client
         with database.write() as s:
             org = create_organization(
-                s, slug="clinic", name="Clinic", timezone="Europe/Madrid", currency="EUR"
+                s,
+                slug="clinic",
+                name="Clinic",
+                timezone="Europe/Madrid",
+                currency="EUR",
+                payments_enabled=True,
             )
             self.org_id = org.id
 

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -153,7 +153,7 @@ def test_mail_waits_for_a_relay_that_is_down_and_goes_out_once_it_is_back(
     worker = Worker(
         database,
         settings,
-        Adapters(mailer_to(relay, settings), adapters.calendar, adapters.webhooks),
+        replace(adapters, mailer=mailer_to(relay, settings)),
         clock=clock,
     )
     # Every event fans out; the first mail of each booking fails; the cancellation
@@ -305,7 +305,7 @@ def test_a_killed_worker_loses_nothing_and_repeats_at_most_its_batch(
         second = Worker(
             database,
             settings.model_copy(update={"worker_batch": BATCH, "worker_lease_s": LEASE_S}),
-            Adapters(mailer_to(relay, settings), adapters.calendar, adapters.webhooks),
+            replace(adapters, mailer=mailer_to(relay, settings)),
             clock=second_clock,
         )
         assert second.drain() == len(untouched)
@@ -386,10 +386,7 @@ def test_two_workers_on_postgresql_deliver_each_row_once(
     small_batches = settings.model_copy(update={"worker_batch": 10})
     mailers = [RecordingMailer(), RecordingMailer()]
     workers = [
-        Worker(
-            database, small_batches, Adapters(m, adapters.calendar, adapters.webhooks), clock=clock
-        )
-        for m in mailers
+        Worker(database, small_batches, replace(adapters, mailer=m), clock=clock) for m in mailers
     ]
     start = threading.Barrier(len(workers))
     claimed: list[int] = [0, 0]
@@ -505,7 +502,7 @@ def test_a_dead_mail_blocks_nothing_and_goes_out_once_when_retried(
     worker = Worker(
         database,
         two_tries,
-        Adapters(mailer_to(relay, settings), adapters.calendar, adapters.webhooks),
+        replace(adapters, mailer=mailer_to(relay, settings)),
         clock=clock,
     )
     assert worker.drain() == 2  # the event, then the failing confirmation
@@ -601,9 +598,7 @@ def test_a_slow_batch_hands_back_what_it_cannot_send_within_half_the_lease(
             )
     short_lease = settings.model_copy(update={"worker_batch": 6, "worker_lease_s": 1})
     mailer = SlowMailer(0.3)  # 6 x 0.3 s would outlast the 1 s lease
-    worker = Worker(
-        database, short_lease, Adapters(mailer, adapters.calendar, adapters.webhooks), clock=clock
-    )
+    worker = Worker(database, short_lease, replace(adapters, mailer=mailer), clock=clock)
     assert worker.deliver_batch() == 6
     sent_first = len(mailer.sent)
     assert 1 <= sent_first < 6

@@ -4,7 +4,6 @@ through the real adapters (.eml files, HTTP webhooks to a loopback receiver)."""
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -13,12 +12,12 @@ from typing import Any
 import icalendar
 import pytest
 import standardwebhooks.webhooks
-from sqlalchemy import select, update
+from sqlalchemy import select
 from standardwebhooks import Webhook
 from typer.testing import CliRunner
 
 from boxoffice.cli import app as cli_app
-from boxoffice.db.models import Booking, OutboxMessage, Session
+from boxoffice.db.models import OutboxMessage, Session
 from boxoffice.db.session import Database
 from boxoffice.services.ports import Adapters
 from boxoffice.settings import Settings, get_settings
@@ -104,12 +103,6 @@ def subjects(settings: Settings) -> list[str]:
     return [str(m["Subject"]) for m in sent_mail(settings)]
 
 
-def book(api: Api, customer: dict[str, str], slot_id: str) -> dict[str, Any]:
-    r = api.book(customer, slot_id)
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
-
-
 # --- emails -----------------------------------------------------------------------------------
 
 
@@ -118,7 +111,7 @@ def test_confirmed_booking_mails_one_invite(
 ) -> None:
     s = shop()
     customer = api.user("ann@example.com")
-    booking = book(api, customer, s["slots"][0]["id"])
+    booking = api.booked(customer, s["slots"][0]["id"])
 
     assert worker.drain() > 0
     [mail] = sent_mail(settings)
@@ -142,7 +135,7 @@ def test_reschedule_mails_the_same_uid_with_a_higher_sequence(
 ) -> None:
     s = shop()
     customer = api.user()
-    booking = book(api, customer, s["slots"][0]["id"])
+    booking = api.booked(customer, s["slots"][0]["id"])
     worker.drain()
     r = api.client.put(
         f"/api/v1/bookings/{booking['id']}/reschedule",
@@ -169,7 +162,7 @@ def test_cancelling_a_paid_booking_mails_a_cancel_with_the_refund(
 ) -> None:
     s = shop(hourly_rate=30)
     customer = api.user()
-    booking = book(api, customer, s["slots"][0]["id"])
+    booking = api.booked(customer, s["slots"][0]["id"])
     assert booking["status"] == "pending"
     r = api.client.put(
         f"/api/v1/admin/bookings/{booking['id']}/status",
@@ -202,7 +195,7 @@ def test_a_pending_booking_cancelled_is_not_mailed(
     """_wants_email: a cancellation is mailed only when the booking had been confirmed."""
     s = shop(hourly_rate=30)
     customer = api.user()
-    booking = book(api, customer, s["slots"][0]["id"])
+    booking = api.booked(customer, s["slots"][0]["id"])
     r = api.client.put(f"/api/v1/bookings/{booking['id']}/cancel", headers=customer)
     assert r.status_code == 200, r.text
     assert worker.drain() > 0
@@ -215,7 +208,7 @@ def test_a_refund_of_a_desk_payment_is_mailed(
 ) -> None:
     s = shop(hourly_rate=30)
     customer = api.user()
-    booking = book(api, customer, s["slots"][0]["id"])
+    booking = api.booked(customer, s["slots"][0]["id"])
     r = api.client.put(
         f"/api/v1/admin/bookings/{booking['id']}/status",
         json={"paymentStatus": "paid"},
@@ -233,7 +226,7 @@ def test_a_bookings_rows_go_out_in_order_and_once(
 ) -> None:
     s = shop()
     customer = api.user()
-    booking = book(api, customer, s["slots"][0]["id"])
+    booking = api.booked(customer, s["slots"][0]["id"])
     url = f"/api/v1/bookings/{booking['id']}"
     moved = api.client.put(
         f"{url}/reschedule", json={"timeslotId": s["slots"][1]["id"]}, headers=customer
@@ -283,7 +276,7 @@ def test_webhooks_are_signed_and_only_the_subscribed_types_sent(
     assert listed[0]["eventTypes"] == ["booking.cancelled", "booking.created"]
 
     customer = api.user()
-    booking = book(api, customer, s["slots"][0]["id"])
+    booking = api.booked(customer, s["slots"][0]["id"])
     r = api.client.put(f"/api/v1/bookings/{booking['id']}/cancel", headers=customer)
     assert r.status_code == 200, r.text
     worker.drain()
@@ -316,7 +309,7 @@ def test_a_failing_webhook_backs_off_dies_and_is_retried_by_hand(
     s = shop()
     receiver.status = 500
     secret = subscribe(api, s["admin"], receiver.url, "booking.created")["secret"]
-    book(api, api.user(), s["slots"][0]["id"])
+    api.booked(api.user(), s["slots"][0]["id"])
 
     limit = settings.worker_max_attempts
     for attempt in range(1, limit + 1):
@@ -373,7 +366,7 @@ def test_deleting_a_subscription_drops_its_queued_deliveries(
 ) -> None:
     s = shop()
     sub = subscribe(api, s["admin"], receiver.url, "booking.created")
-    book(api, api.user(), s["slots"][0]["id"])
+    api.booked(api.user(), s["slots"][0]["id"])
     worker.deliver_batch()  # the event is fanned out; its webhook row waits
     [queued] = deliveries(api, s["admin"], topic="webhook")
     assert queued["state"] == "pending"
@@ -438,7 +431,7 @@ def test_one_reminder_a_day_before_even_with_two_workers(
 ) -> None:
     s = shop()
     slot = later_slots(api, s, "2030-03-08")[0]  # Friday 09:00 Madrid, 08:00Z
-    book(api, api.user(), slot["id"])
+    api.booked(api.user(), slot["id"])
     worker.run_periodic(force=True)
     worker.drain()
     assert subjects(settings)[0].startswith("Booking confirmed: ")
@@ -477,7 +470,7 @@ def test_a_booking_made_two_hours_ahead_gets_no_reminder(
 ) -> None:
     s = shop()
     clock.now = SLOT0_START - timedelta(hours=2)
-    book(api, api.user(), s["slots"][0]["id"])
+    api.booked(api.user(), s["slots"][0]["id"])
     assert worker.run_periodic(force=True)["send_reminders"] == 0
     worker.drain()
     clock.advance(hours=1)
@@ -494,7 +487,7 @@ def test_a_rescheduled_booking_is_reminded_of_its_new_time(
     first = later_slots(api, s, "2030-03-07")[0]  # Thursday 09:00 Madrid
     second = later_slots(api, s, "2030-03-13")[1]  # Wednesday 10:00 Madrid
     customer = api.user()
-    booking = book(api, customer, first["id"])
+    booking = api.booked(customer, first["id"])
     clock.now = datetime(2030, 3, 6, 9, 0, tzinfo=UTC)
     assert worker.run_periodic(force=True)["send_reminders"] == 1
     worker.drain()
@@ -522,17 +515,14 @@ def test_an_expired_hold_is_cancelled_and_frees_its_seat(
     s = shop(hourly_rate=30)
     slot = s["slots"][0]
     customer = api.user()
-    booking = book(api, customer, slot["id"])
-    assert (booking["status"], booking["holdExpiresAt"]) == ("pending", None)
+    booking = api.booked(customer, slot["id"])
+    hold = datetime.fromisoformat(booking["holdExpiresAt"])
+    assert (booking["status"], hold) == ("pending", clock.now + timedelta(minutes=15))
+    clock.advance(minutes=14)
     assert worker.run_periodic(force=True)["expire_holds"] == 0
     assert api.timeslots(s["room"]["id"], date="2030-03-05")[0]["bookedCount"] == 1
 
-    with database.write() as db:
-        db.execute(
-            update(Booking)
-            .where(Booking.id == uuid.UUID(booking["id"]))
-            .values(hold_expires_at=clock.now - timedelta(minutes=1))
-        )
+    clock.advance(minutes=1)  # the hold ends
     assert worker.run_periodic(force=True)["expire_holds"] == 1
     assert worker.run_periodic(force=True)["expire_holds"] == 0
 
@@ -551,13 +541,8 @@ def test_a_hold_paid_at_the_desk_does_not_expire(
 ) -> None:
     s = shop(hourly_rate=30)
     customer = api.user()
-    booking = book(api, customer, s["slots"][0]["id"])
-    with database.write() as db:  # the hold a payment flow would give it
-        db.execute(
-            update(Booking)
-            .where(Booking.id == uuid.UUID(booking["id"]))
-            .values(hold_expires_at=clock.now + timedelta(minutes=15))
-        )
+    booking = api.booked(customer, s["slots"][0]["id"])
+    assert booking["holdExpiresAt"] is not None
     r = api.client.put(
         f"/api/v1/admin/bookings/{booking['id']}/status",
         json={"paymentStatus": "paid", "reason": "cash at the desk"},
@@ -576,7 +561,7 @@ def test_ended_sessions_complete_their_bookings(
     s = shop()
     secret = subscribe(api, s["admin"], receiver.url, "booking.completed")["secret"]
     customer = api.user()
-    booking = book(api, customer, s["slots"][0]["id"])
+    booking = api.booked(customer, s["slots"][0]["id"])
     assert worker.run_periodic(force=True)["complete_sessions"] == 0
 
     clock.now = SLOT0_START + timedelta(hours=1, minutes=30)  # the first slot has ended
@@ -612,7 +597,7 @@ def test_metrics_count_bookings_conflicts_and_the_backlog(
 ) -> None:
     s = shop()
     before = api.client.get("/metrics").text
-    book(api, api.user(), s["slots"][0]["id"])
+    api.booked(api.user(), s["slots"][0]["id"])
     full = api.book(api.user(), s["slots"][0]["id"])
     assert full.status_code == 409
     clock.advance(seconds=90)
@@ -663,12 +648,12 @@ def test_cli_shows_the_backlog_and_retries_a_dead_row(
     s = shop()
     receiver.status = 503
     subscribe(api, s["admin"], receiver.url, "booking.created")
-    book(api, api.user(), s["slots"][0]["id"])
+    api.booked(api.user(), s["slots"][0]["id"])
     impatient = Worker(
         database, settings.model_copy(update={"worker_max_attempts": 1}), adapters, clock=clock
     )
     impatient.drain()
-    book(api, api.user(), s["slots"][1]["id"])  # one event left pending
+    api.booked(api.user(), s["slots"][1]["id"])  # one event left pending
     [dead] = deliveries(api, s["admin"], state="dead")
 
     listing = cli.invoke(cli_app, ["outbox"])

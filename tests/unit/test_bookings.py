@@ -116,15 +116,19 @@ def test_outcome_is_allowed_from_the_exact_start(target: BookingStatus) -> None:
 
 
 @pytest.mark.parametrize(
-    ("price_minor", "expected"),
+    ("price_minor", "payment_required", "expected"),
     [
-        (0, (S.CONFIRMED, PaymentStatus.NOT_REQUIRED)),
-        (1, (S.PENDING, PaymentStatus.PENDING)),
-        (4500, (S.PENDING, PaymentStatus.PENDING)),
+        (0, False, (S.CONFIRMED, PaymentStatus.NOT_REQUIRED)),
+        (1, True, (S.PENDING, PaymentStatus.PENDING)),
+        (4500, True, (S.PENDING, PaymentStatus.PENDING)),
+        # Priced, but the organisation takes no payments online: paid at the venue.
+        (4500, False, (S.CONFIRMED, PaymentStatus.PENDING)),
     ],
 )
-def test_initial_status(price_minor: int, expected: tuple[BookingStatus, PaymentStatus]) -> None:
-    assert initial_status(price_minor) == expected
+def test_initial_status(
+    price_minor: int, payment_required: bool, expected: tuple[BookingStatus, PaymentStatus]
+) -> None:
+    assert initial_status(price_minor, payment_required=payment_required) == expected
 
 
 def test_seat_holding_statuses() -> None:

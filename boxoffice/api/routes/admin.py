@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
-from boxoffice.api.deps import CurrentCaller, Db, Now
+from boxoffice.api.deps import CurrentCaller, Db, Gateway, Now
+from boxoffice.api.payment_schemas import PaymentSettingsIn, PaymentSettingsOut
 from boxoffice.api.routes.bookings import Limit, Page
 from boxoffice.api.schemas import (
     BookingOut,
@@ -27,7 +28,8 @@ from boxoffice.api.schemas import (
 from boxoffice.db.session import Db as Session
 from boxoffice.domain.bookings import BookingStatus, PaymentStatus
 from boxoffice.domain.money import to_major, to_minor
-from boxoffice.services import auth, bookings, rooms, timeslots
+from boxoffice.domain.payments import COMMISSION_PERCENT
+from boxoffice.services import auth, bookings, organizations, rooms, timeslots
 from boxoffice.services.organizations import get_organization
 
 router = APIRouter(
@@ -163,3 +165,32 @@ def change_status(
             refund_amount=to_major(refund, booking.currency),
             currency=booking.currency,
         )
+
+
+@router.get("/organization/payments", response_model=PaymentSettingsOut)
+def get_payment_settings(caller: CurrentCaller, db: Db, gateway: Gateway) -> PaymentSettingsOut:
+    """How the organisation takes payments, and the platform's commission on them."""
+    with db.read() as s:
+        org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
+        row = get_organization(s, org.org_id)
+        return PaymentSettingsOut.of(row, gateway.name, COMMISSION_PERCENT[row.plan_tier])
+
+
+@router.put("/organization/payments", response_model=PaymentSettingsOut)
+def update_payment_settings(
+    body: PaymentSettingsIn, caller: CurrentCaller, db: Db, gateway: Gateway
+) -> PaymentSettingsOut:
+    """Take payments online (or not), connect the Stripe account, change the plan
+    tier or the hold time of unpaid bookings."""
+    with db.write() as s:
+        org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
+        row = organizations.update_payment_settings(
+            s,
+            org.org_id,
+            live_gateway=gateway.live,
+            payments_enabled=body.payments_enabled,
+            payment_account_id=body.payment_account_id,
+            plan_tier=body.plan_tier,
+            hold_min=body.hold_minutes,
+        )
+        return PaymentSettingsOut.of(row, gateway.name, COMMISSION_PERCENT[row.plan_tier])

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from boxoffice.api.deps import CurrentCaller, Db, Now
+from boxoffice.api.deps import CurrentCaller, Db, Gateway, Now
+from boxoffice.api.routes.payments import payment_for
 from boxoffice.api.schemas import (
     BookingIn,
     BookingOut,
@@ -90,10 +91,12 @@ def create_booking(
     db: Db,
     now: Now,
     response: Response,
+    gateway: Gateway,
     idempotency_key: IdempotencyKey = None,
 ) -> BookingOut:
     """Book a seat in a timeslot. Free timeslots are confirmed at once; priced ones
-    stay pending, holding the seat, until paid."""
+    stay pending, holding the seat until ``payment.holdExpiresAt``, until paid
+    (``payment`` says how)."""
     with db.write() as s:
         auth.require_active(s, caller.user_id)
         booking, is_new = bookings.create_booking(
@@ -110,6 +113,7 @@ def create_booking(
         BOOKINGS_CREATED.inc()
     else:
         response.headers["Idempotent-Replayed"] = "true"
+    out.payment = payment_for(db, gateway, booking.order_id, now=now)
     return out
 
 

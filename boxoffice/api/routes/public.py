@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Response, status
 
-from boxoffice.api.deps import AppSettings, Db, Now, SecretKey
+from boxoffice.api.deps import AppSettings, Db, Gateway, Now, SecretKey
 from boxoffice.api.public_schemas import (
     AppointmentBookedOut,
     AppointmentCancelOut,
@@ -24,11 +24,12 @@ from boxoffice.api.public_schemas import (
     SlotsOut,
 )
 from boxoffice.api.routes.bookings import IdempotencyKey
-from boxoffice.api.schemas import Instant, error_responses
+from boxoffice.api.routes.payments import payment_for
+from boxoffice.api.schemas import Instant, PaymentOut, error_responses
 from boxoffice.db.models import Booking
 from boxoffice.domain.money import to_major
 from boxoffice.observability import BOOKINGS_CREATED
-from boxoffice.services import appointments, links, slots
+from boxoffice.services import appointments, links, payments, slots
 from boxoffice.services.bookings import Customer
 from boxoffice.services.organizations import check_timezone
 
@@ -106,10 +107,12 @@ def book(
     response: Response,
     settings: AppSettings,
     secret: SecretKey,
+    gateway: Gateway,
     idempotency_key: IdempotencyKey = None,
 ) -> AppointmentBookedOut:
     """Book a service with a provider (or any free one). Confirmed at once when no
-    payment is needed, else pending with its seat held. A lost race is 409."""
+    payment is needed, else pending with its seat held until ``payment.holdExpiresAt``:
+    ``payment`` says how to pay. A lost race is 409."""
     request = appointments.AppointmentRequest(
         service_id=body.service_id,
         provider_id=body.provider_id,
@@ -138,15 +141,19 @@ def book(
         BOOKINGS_CREATED.inc(len(items))
     else:
         response.headers["Idempotent-Replayed"] = "true"
-    return AppointmentBookedOut(booking=items[0], bookings=items)
+    payment = payment_for(db, gateway, booked[0].order_id, now=now)
+    return AppointmentBookedOut(booking=items[0], bookings=items, payment=payment)
 
 
 @router.get("/bookings/{booking_id}", response_model=AppointmentOut)
 def get_booking(booking_id: uuid.UUID, token: Token, db: Db, secret: SecretKey) -> AppointmentOut:
+    """The booking and, while it waits for its payment, how to pay."""
     with db.read() as s:
-        return AppointmentOut.of(
-            appointments.booking_for_token(s, booking_id, token, secret=secret)
-        )
+        booking = appointments.booking_for_token(s, booking_id, token, secret=secret)
+        payment = None
+        if booking.status == "pending" and booking.order_id is not None:
+            payment = PaymentOut.of(payments.payment_instructions(s, booking.order_id))
+        return AppointmentOut.of(booking, payment)
 
 
 @router.put("/bookings/{booking_id}/cancel", response_model=AppointmentCancelOut)

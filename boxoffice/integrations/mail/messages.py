@@ -3,11 +3,12 @@
 Payload (JSON)::
 
     {"kind": "booking_confirmed" | "booking_rescheduled" | "booking_cancelled"
-             | "booking_reminder",
+             | "booking_reminder" | "payment_refunded",
      "bookingId": str, "to": str, "customerName": str | None, "orgName": str,
      "orgTimezone": IANA str, "customerTimezone": IANA str | None, "title": str,
      "startAt": ISO-8601 UTC str, "endAt": str, "location": str, "sequence": int,
-     "priceMinor": int, "currency": "EUR", "refundMinor": int (cancelled only),
+     "priceMinor": int, "currency": "EUR", "refundMinor": int (cancelled and
+     payment_refunded only),
      "previousStartAt": str | None (rescheduled only), "manageUrl": str | None}
 
 Confirmed and rescheduled mails carry an iTIP REQUEST (one UID per booking, the
@@ -49,13 +50,18 @@ class _Kind:
     subject: str
     method: str | None  # iTIP method of the attached invite; None: no invite
     is_cancellation: bool = False
+    tells_refund: bool = False
 
 
 KINDS: Mapping[str, _Kind] = {
     "booking_confirmed": _Kind("Booking confirmed", "REQUEST"),
     "booking_rescheduled": _Kind("Booking moved", "REQUEST"),
-    "booking_cancelled": _Kind("Booking cancelled", "CANCEL", is_cancellation=True),
+    "booking_cancelled": _Kind(
+        "Booking cancelled", "CANCEL", is_cancellation=True, tells_refund=True
+    ),
     "booking_reminder": _Kind("Reminder", None),
+    # A late payment refunded: no invite (the customer never got one for this booking).
+    "payment_refunded": _Kind("Payment refunded", None, tells_refund=True),
 }
 
 
@@ -91,7 +97,7 @@ def render(
     sequence = p.integer("sequence")
     currency = p.text("currency").upper()
     price_minor = p.integer("priceMinor")
-    refund_minor = p.integer("refundMinor") if kind.is_cancellation else 0
+    refund_minor = p.integer("refundMinor") if kind.tells_refund else 0
     previous = p.instant("previousStartAt") if payload.get("previousStartAt") else None
     manage_url = _absolute(p.optional_text("manageUrl"), public_url)
 
