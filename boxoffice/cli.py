@@ -212,7 +212,7 @@ def _settle(order_id: str, outcome: str) -> None:
             raise typer.Exit(code=1)
         try:
             with db.read() as s:
-                ref = payments.pending_payment_ref(s, uuid.UUID(order_id), gateway=gateway.name)
+                ref = payments.payable_ref(s, uuid.UUID(order_id), gateway=gateway.name)
             result = gateway.settle(ref, outcome, now=datetime.now(UTC))
         except ValueError as exc:
             typer.echo(f"Error: {order_id!r} is not an order id.", err=True)
@@ -250,6 +250,10 @@ def _run_server(
     settings.resolved_secret_key()
     os.environ["BOXOFFICE_DATABASE_URL"] = settings.sqlalchemy_url
     os.environ["BOXOFFICE_DATA_DIR"] = str(settings.data_dir.resolve())
+    if "public_url" not in settings.model_fields_set:
+        # Links in emails and the checkout page point at this server unless told otherwise.
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        os.environ["BOXOFFICE_PUBLIC_URL"] = f"http://{shown}:{port}"
     configure_logging()
     server.run(host=host, port=port, workers=workers, access_log=access_log, worker=worker)
 

@@ -8,8 +8,8 @@
 - ``cpu``: CPU accounting from ``/proc`` (process groups, PostgreSQL, the machine, steal)
   and waiting for a quiet machine;
 - ``stats``: nearest-rank percentiles, latency summaries, medians, cProfile by area;
-- ``report``: the machine and versions, the report's header, the Markdown pieces every
-  report has, the result files and a script's ``main``.
+- ``report``: the machine, versions and code measured, the report's header, the Markdown
+  pieces every report has, the result files and a script's ``main``.
 
 The scripts import it as ``harness`` (``python bench/<script>.py`` puts ``bench/`` first
 on ``sys.path``). Linux only: the CPU accounting reads ``/proc``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -95,6 +96,60 @@ def git_commit() -> str:
         if commit and dirty:
             commit += " (boxoffice/ modified)"
     return commit
+
+
+def code_state() -> dict[str, Any]:
+    """Which ``boxoffice`` is measured: the package's directory, and when it is this git
+    checkout, the uncommitted changes under ``boxoffice/`` (files and a hash of the diff),
+    so that figures taken while the code is being changed can be told apart."""
+    import boxoffice
+
+    package = Path(boxoffice.__file__).resolve().parent
+    state: dict[str, Any] = {"package": str(package), "changed_files": [], "diff_sha1": ""}
+    repo = BENCH_DIR.parent
+    if package != repo / "boxoffice":
+        return state
+    try:
+        diff = subprocess.run(
+            ["git", "-C", str(repo), "diff", "HEAD", "--", "boxoffice"],
+            capture_output=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        files = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--", "boxoffice"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return state
+    state["changed_files"] = sorted(line[3:] for line in files.splitlines() if line.strip())
+    state["diff_sha1"] = hashlib.sha1(diff + files.encode()).hexdigest()[:12] if files else ""
+    return state
+
+
+def code_line(code: dict[str, Any]) -> str:
+    """The Markdown bullet on the code measured, from ``{"before": code_state(), "after":
+    code_state()}`` taken at the start and the end of the run."""
+    before, after = code["before"], code["after"]
+    if not before["changed_files"]:
+        line = "- Code: `boxoffice/` as committed"
+    else:
+        line = (
+            f"- Code: `boxoffice/` with uncommitted changes (diff {before['diff_sha1']}: "
+            + ", ".join(f"`{f}`" for f in before["changed_files"])
+            + ")"
+        )
+    if before["package"] != str(BENCH_DIR.parent / "boxoffice"):
+        line = f"- Code: `boxoffice` imported from `{before['package']}`"
+    if after != before:
+        line += (
+            "; **`boxoffice/` changed during the run** (the processes started before kept "
+            "the code they had loaded)"
+        )
+    return line
 
 
 def command_line() -> str:

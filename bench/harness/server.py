@@ -34,7 +34,10 @@ class Server:
 
     ``extra_args`` go after ``--port P --workers N``; ``extra_env`` is added to the
     environment (``BOXOFFICE_DATABASE_URL`` and a temporary ``BOXOFFICE_DATA_DIR``).
+    ``name`` is what the progress lines call it.
     """
+
+    name = "server"
 
     def __init__(
         self,
@@ -73,14 +76,14 @@ class Server:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_tail()}")
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
             with suppress(OSError, http.client.HTTPException):
                 status, _ = http_call(HOST, self.port, "GET", "/healthz", timeout=2)
                 if status == 200:
-                    log(f"server up on {HOST}:{self.port} (pid {self.proc.pid})")
+                    log(f"{self.name} up on {HOST}:{self.port} (pid {self.proc.pid})")
                     return
             time.sleep(0.2)
-        raise RuntimeError(f"server not healthy after {timeout_s:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(f"{self.name} not healthy after {timeout_s:.0f} s:\n{self.log_tail()}")
 
     def worker_pids(self) -> list[int]:
         """The server process and all its descendants (CPU accounting)."""
@@ -111,7 +114,7 @@ class Server:
             with suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
-        log("server stopped")
+        log(f"{self.name} stopped")
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the server's output ("" if there is none)."""
@@ -129,7 +132,7 @@ def serving(server: Server) -> Iterator[Server]:
     except Exception:
         tail = server.log_tail()
         if tail:
-            print(f"--- server log (last lines) ---\n{tail}", file=sys.stderr)
+            print(f"--- {server.name} log (last lines) ---\n{tail}", file=sys.stderr)
         raise
     finally:
         server.stop()

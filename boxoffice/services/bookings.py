@@ -572,6 +572,40 @@ def confirm_paid(
     check_transition(
         BookingStatus(booking.status), BookingStatus.CONFIRMED, starts_at=session.start_at, now=now
     )
+    _confirm_as_paid(db, booking, session, actor_id=actor_id, reason=reason, now=now, events=events)
+
+
+def revive_paid(db: Db, booking: Booking, *, reason: str, now: datetime) -> None:
+    """A booking cancelled for want of payment whose payment came after all, and whose
+    seat the caller has taken again: confirmed and paid.
+
+    The one way back from cancelled; only the late-payment path takes it.
+    """
+    if booking.status != BookingStatus.CANCELLED:
+        raise Conflict(f"A {booking.status} booking cannot be revived.")
+    booking.cancelled_at = None
+    booking.refunded_minor = 0
+    _confirm_as_paid(
+        db,
+        booking,
+        _session_of(booking),
+        actor_id=None,
+        reason=reason,
+        now=now,
+        events=(BookingEvent.CONFIRMED, BookingEvent.PAYMENT_SUCCEEDED),
+    )
+
+
+def _confirm_as_paid(
+    db: Db,
+    booking: Booking,
+    session: Session,
+    *,
+    actor_id: uuid.UUID | None,
+    reason: str,
+    now: datetime,
+    events: Sequence[BookingEvent],
+) -> None:
     booking.payment_status = PaymentStatus.PAID.value
     booking.hold_expires_at = None
     _set_status(
@@ -583,32 +617,6 @@ def confirm_paid(
         now=now,
         session=session,
         events=events,
-    )
-    db.flush()
-
-
-def revive_paid(db: Db, booking: Booking, *, reason: str, now: datetime) -> None:
-    """A booking cancelled for want of payment whose payment came after all, and whose
-    seat the caller has taken again: confirmed and paid.
-
-    The one way back from cancelled; only the late-payment path takes it.
-    """
-    if booking.status != BookingStatus.CANCELLED:
-        raise Conflict(f"A {booking.status} booking cannot be revived.")
-    session = _session_of(booking)
-    booking.cancelled_at = None
-    booking.refunded_minor = 0
-    booking.payment_status = PaymentStatus.PAID.value
-    booking.hold_expires_at = None
-    _set_status(
-        db,
-        booking,
-        BookingStatus.CONFIRMED,
-        actor_id=None,
-        reason=reason,
-        now=now,
-        session=session,
-        events=(BookingEvent.CONFIRMED, BookingEvent.PAYMENT_SUCCEEDED),
     )
     db.flush()
 

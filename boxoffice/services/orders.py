@@ -155,6 +155,23 @@ def pending_bookings(db: Db, order_id: uuid.UUID) -> list[uuid.UUID]:
     )
 
 
+def lock_order_of_payment(db: Db, gateway: str, ref: str) -> tuple[Order, Payment] | None:
+    """Lock the order a gateway's payment belongs to, and the payment: both, or None
+    if the payment is unknown. One statement; both rows are locked so that PostgreSQL,
+    after waiting for a concurrent change, reads both again (a row only joined would
+    be seen as it was when the statement started)."""
+    stmt = (
+        select(Order, Payment)
+        .join(Payment, Payment.order_id == Order.id)
+        .where(Payment.gateway == gateway, Payment.gateway_ref == ref)
+        .execution_options(populate_existing=True)
+    )
+    if db.get_bind().dialect.name == "postgresql":  # SQLite: the write lock is held
+        stmt = stmt.with_for_update(of=[Order, Payment])
+    row = db.execute(stmt).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
 def close_if_unpaid(db: Db, order_id: uuid.UUID, reason: ClosedReason, *, now: datetime) -> None:
     """Close an open order once none of its bookings is live any more; a payment not
     yet started at the gateway is called off with it."""

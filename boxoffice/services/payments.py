@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import ColumnElement, Table, and_, or_, select, update
+from sqlalchemy.orm import joinedload
 
 from boxoffice.db.locking import for_update, insert_if_absent
 from boxoffice.db.models import (
@@ -43,7 +44,6 @@ from boxoffice.services.bookings import (
     Owner,
     cancel_booking,
     confirm_paid,
-    get_booking,
     revive_paid,
     take_seat,
 )
@@ -145,7 +145,9 @@ def start_payment(
             )
         )
         payment = db.get(Payment, payment_id, populate_existing=True)
-        return _instructions(orders.lock_order(db, order_id), payment)
+        current = db.get(Order, order_id, populate_existing=True)
+        assert current is not None
+        return _instructions(current, payment)
 
 
 def payment_instructions(db: Db, order_id: uuid.UUID | None) -> PaymentInstructions:
@@ -236,29 +238,25 @@ def apply_event(db: Db, event: GatewayEvent, *, gateway: str, now: datetime) -> 
     Out-of-order events are harmless: a failure reported after the success is
     stale and ignored; refunds are recorded as totals.
     """
-    order_id = db.execute(
-        select(Payment.order_id).where(
-            Payment.gateway == gateway, Payment.gateway_ref == event.payment_ref
-        )
-    ).scalar_one_or_none()
-    payment = None
-    if order_id is not None:
-        # Every path locks an order before its payments and bookings: no deadlocks.
-        orders.lock_order(db, order_id)
-        payment = db.execute(
-            for_update(
-                db,
-                select(Payment).where(
-                    Payment.gateway == gateway, Payment.gateway_ref == event.payment_ref
-                ),
-            ).execution_options(populate_existing=True)
-        ).scalar_one_or_none()
-    if payment is None:
-        # Not one of ours (another platform on the account), or not recorded yet: left
-        # unrecorded, so a redelivery is looked at again.
+    # Every path locks an order before its payments and bookings (no deadlocks), and
+    # every change of a payment happens under its order's lock: a duplicate delivery
+    # waits here, then finds the payment already changed.
+    found = orders.lock_order_of_payment(db, gateway, event.payment_ref)
+    if found is None:
+        # Not one of ours (another platform on the account): acknowledged, unrecorded.
         log.info("payment event %s for unknown payment %s", event.id, event.payment_ref)
         return "unknown_payment"
-    # The order is locked: a duplicate delivery waits here, then finds the id.
+    order, payment = found
+    if event.kind == "succeeded":
+        outcome = _succeeded(db, order, payment, now=now)
+    elif event.kind == "failed":
+        outcome = _failed(db, order, payment, event.failure_message, now=now)
+    elif event.kind == "refunded":
+        outcome = _refunded(db, order, payment, event.amount_refunded_minor, now=now)
+    else:
+        outcome = "ignored"
+    # Recorded last, in the same transaction. Each transition above is guarded by the
+    # state it starts from, so an event seen before changed nothing this time.
     first = insert_if_absent(
         db,
         _PAYMENT_EVENTS,
@@ -267,37 +265,23 @@ def apply_event(db: Db, event: GatewayEvent, *, gateway: str, now: datetime) -> 
             "event_id": event.id,
             "kind": event.kind,
             "payment_ref": event.payment_ref,
-            "outcome": "received",
+            "outcome": outcome,
             "received_at": now,
         },
         ["gateway", "event_id"],
     )
     if not first:
-        return "duplicate"
-    if event.kind == "succeeded":
-        outcome = _succeeded(db, payment, now=now)
-    elif event.kind == "failed":
-        outcome = _failed(db, payment, event.failure_message, now=now)
-    elif event.kind == "refunded":
-        outcome = _refunded(db, payment, event.amount_refunded_minor, now=now)
-    else:
-        outcome = "ignored"
-    db.execute(
-        update(_PAYMENT_EVENTS)
-        .where(_PAYMENT_EVENTS.c.gateway == gateway, _PAYMENT_EVENTS.c.event_id == event.id)
-        .values(outcome=outcome)
-    )
+        outcome = "duplicate"
     log.info("payment event %s (%s) for %s: %s", event.id, event.kind, event.payment_ref, outcome)
     return outcome
 
 
-def _succeeded(db: Db, payment: Payment, *, now: datetime) -> str:
+def _succeeded(db: Db, order: Order, payment: Payment, *, now: datetime) -> str:
     if payment.status == PaymentState.SUCCEEDED:
         return "already_applied"
     payment.status = PaymentState.SUCCEEDED.value
     payment.failure_message = None
     payment.updated_at = now
-    order = orders.lock_order(db, payment.order_id)
     was_open = order.status == OrderStatus.OPEN
     late_but_welcome = order.status in (
         OrderStatus.FAILED,
@@ -347,13 +331,12 @@ def _succeeded(db: Db, payment: Payment, *, now: datetime) -> str:
     return "confirmed" if was_open else "revived"
 
 
-def _failed(db: Db, payment: Payment, message: str | None, *, now: datetime) -> str:
+def _failed(db: Db, order: Order, payment: Payment, message: str | None, *, now: datetime) -> str:
     if payment.status != PaymentState.PENDING:
         return "stale"  # it succeeded (or failed) already; a late report changes nothing
     payment.status = PaymentState.FAILED.value
     payment.failure_message = message
     payment.updated_at = now
-    order = orders.lock_order(db, payment.order_id)
     if order.status != OrderStatus.OPEN:
         return "failed"
     owner = Owner(org_id=order.org_id)
@@ -372,10 +355,9 @@ def _failed(db: Db, payment: Payment, message: str | None, *, now: datetime) -> 
     return "failed"
 
 
-def _refunded(db: Db, payment: Payment, total_refunded: int, *, now: datetime) -> str:
+def _refunded(db: Db, order: Order, payment: Payment, total_refunded: int, *, now: datetime) -> str:
     orders.set_refunded_total(db, payment, total_refunded, now=now)
     if payment.refunded_minor >= payment.amount_minor:
-        order = orders.lock_order(db, payment.order_id)
         for booking in _order_bookings(db, order):
             if booking.payment_status == PaymentStatus.PAID:
                 booking.payment_status = PaymentStatus.REFUNDED.value
@@ -386,10 +368,23 @@ def _refunded(db: Db, payment: Payment, total_refunded: int, *, now: datetime) -
 
 
 def _order_bookings(db: Db, order: Order) -> list[Booking]:
-    """The order's bookings, each locked (in id order, as every path locks them)."""
-    ids = sorted(b.id for b in orders.order_bookings(db, order.id))
-    owner = Owner(org_id=order.org_id)
-    return [get_booking(db, i, owner, lock=True) for i in ids]
+    """The order's bookings with their sessions, locked (in id order, as every path
+    locks bookings).
+
+    The lock is taken on the bookings alone, then they are read with their sessions:
+    a locking statement that joined the session would, after waiting out a concurrent
+    reschedule, return the session the booking had before.
+    """
+    lock = select(Booking.id).where(Booking.order_id == order.id).order_by(Booking.id)
+    db.execute(for_update(db, lock))
+    stmt = (
+        select(Booking)
+        .options(joinedload(Booking.session))
+        .where(Booking.order_id == order.id)
+        .order_by(Booking.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(db.execute(stmt).unique().scalars())
 
 
 class _SeatGone(Exception):
@@ -617,18 +612,22 @@ def send_refund(
         orders.record_refund(db, refund_id, gateway_ref=ref, error=None, now=now)
 
 
-def pending_payment_ref(db: Db, order_id: uuid.UUID, *, gateway: str) -> str:
-    """The gateway ref of an order's payment that is waiting for the customer."""
+def payable_ref(db: Db, order_id: uuid.UUID, *, gateway: str) -> str:
+    """The gateway ref of an order's payment the customer can still pay: waiting, or
+    declined (another card may be tried)."""
     ref = db.execute(
-        select(Payment.gateway_ref).where(
+        select(Payment.gateway_ref)
+        .where(
             Payment.order_id == order_id,
             Payment.gateway == gateway,
-            Payment.status == PaymentState.PENDING.value,
+            Payment.status.in_((PaymentState.PENDING.value, PaymentState.FAILED.value)),
             Payment.gateway_ref.is_not(None),
         )
+        .order_by(Payment.created_at.desc())
+        .limit(1)
     ).scalar_one_or_none()
     if ref is None:
         raise NotFound(
-            f"Order {order_id} has no {gateway} payment waiting.", {"orderId": str(order_id)}
+            f"Order {order_id} has no {gateway} payment to pay.", {"orderId": str(order_id)}
         )
     return ref

@@ -100,7 +100,9 @@ class Worker:
                 log.exception("worker round failed")
                 delivered = 0
             WORKER_HEARTBEAT.set_to_current_time()
-            if delivered < self.settings.worker_batch:
+            # Claimed something: go again at once (a fanned-out event has just made its
+            # emails and calendar writes due). Wait only when nothing was due.
+            if delivered == 0:
                 stop.wait(self.settings.worker_poll_s)
         log.info("outbox worker stopped")
 

@@ -17,6 +17,7 @@ from boxoffice.api.schemas import (
     CancelIn,
     CancelOut,
     Day,
+    PaymentOut,
     RescheduleIn,
     RoomOut,
     RoomType,
@@ -26,7 +27,7 @@ from boxoffice.api.schemas import (
 )
 from boxoffice.domain.money import to_major
 from boxoffice.observability import BOOKINGS_CREATED
-from boxoffice.services import auth, bookings, rooms, timeslots
+from boxoffice.services import auth, bookings, payments, rooms, timeslots
 
 router = APIRouter(
     prefix="/api/v1/bookings", tags=["bookings"], responses=error_responses(401, 403, 404, 409)
@@ -141,11 +142,15 @@ def list_my_bookings(
 
 @router.get("/{booking_id}", response_model=BookingOut)
 def get_booking(booking_id: uuid.UUID, caller: CurrentCaller, db: Db, now: Now) -> BookingOut:
-    """One of the caller's bookings, with its status history."""
+    """One of the caller's bookings, with its status history and, while it waits for
+    its payment, how to pay."""
     with db.read() as s:
         auth.require_active(s, caller.user_id)
         booking = bookings.get_booking(s, booking_id, bookings.Owner(user_id=caller.user_id))
-        return BookingOut.of(booking, now, bookings.booking_history(s, booking))
+        out = BookingOut.of(booking, now, bookings.booking_history(s, booking))
+        if booking.status == "pending":
+            out.payment = PaymentOut.of(payments.payment_instructions(s, booking.order_id))
+        return out
 
 
 @router.put("/{booking_id}/cancel", response_model=CancelOut)
