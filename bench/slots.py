@@ -45,12 +45,10 @@ from __future__ import annotations
 
 import cProfile
 import gc
-import hashlib
 import pstats
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -69,13 +67,20 @@ import psycopg
 from harness import cli, log
 from harness.cpu import QuietGate, server_cpu_meter
 from harness.database import connected_engine, fresh_database, migrated_database
-from harness.report import machine_info, machine_lines, report_header, run_benchmark, targets_lines
+from harness.report import (
+    code_line,
+    code_state,
+    machine_info,
+    machine_lines,
+    report_header,
+    run_benchmark,
+    targets_lines,
+)
 from harness.server import HOST, Client, Server, http_call, serving
 from harness.stats import latency_summary, median, own_time_by_area
 from pydantic import TypeAdapter
 from sqlalchemy import Engine, event, insert, text
 
-import boxoffice
 from boxoffice.api.public_schemas import SlotOut, SlotsOut
 from boxoffice.db.models import (
     AvailabilityBlock,
@@ -1244,59 +1249,6 @@ def render_markdown(report: dict[str, Any]) -> str:
         "well above the sum of the others means something else was running (noise).",
     ]
     return "\n".join(lines) + "\n"
-
-
-# --- the code measured ---------------------------------------------------------------------
-
-
-def code_state() -> dict[str, Any]:
-    """Which ``boxoffice`` is measured: the package's directory, and when it is this git
-    checkout, the uncommitted changes under ``boxoffice/`` (files and a hash of the diff),
-    so that figures taken while the code is being changed can be told apart."""
-    package = Path(boxoffice.__file__).resolve().parent
-    state: dict[str, Any] = {"package": str(package), "changed_files": [], "diff_sha1": ""}
-    repo = BENCH_DIR.parent
-    if package != repo / "boxoffice":
-        return state
-    try:
-        diff = subprocess.run(
-            ["git", "-C", str(repo), "diff", "HEAD", "--", "boxoffice"],
-            capture_output=True,
-            timeout=10,
-            check=True,
-        ).stdout
-        files = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--", "boxoffice"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return state
-    state["changed_files"] = sorted(line[3:] for line in files.splitlines() if line.strip())
-    state["diff_sha1"] = hashlib.sha1(diff + files.encode()).hexdigest()[:12] if files else ""
-    return state
-
-
-def code_line(code: dict[str, Any]) -> str:
-    before, after = code["before"], code["after"]
-    if not before["changed_files"]:
-        text_ = "- Code: `boxoffice/` as committed"
-    else:
-        text_ = (
-            f"- Code: `boxoffice/` with uncommitted changes (diff {before['diff_sha1']}: "
-            + ", ".join(f"`{f}`" for f in before["changed_files"])
-            + ")"
-        )
-    if before["package"] != str(BENCH_DIR.parent / "boxoffice"):
-        text_ = f"- Code: `boxoffice` imported from `{before['package']}`"
-    if after != before:
-        text_ += (
-            "; **`boxoffice/` changed during the run** (the processes started before kept "
-            "the code they had loaded)"
-        )
-    return text_
 
 
 # --- main ---------------------------------------------------------------------------------
