@@ -418,7 +418,7 @@ class HealthOut(Out):
 # --- side effects: deliveries, webhooks, calendars ---------------------------------
 
 DeliveryStateName = Literal["pending", "delivered", "dead"]
-TopicName = Literal["event", "email", "calendar", "webhook"]
+TopicName = Literal["event", "email", "calendar", "webhook", "refund"]  # outbox.Topic
 WebhookEventName = Literal[WEBHOOK_EVENTS]  # type: ignore[valid-type]
 Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=8, max_length=2000)]
 

@@ -210,6 +210,11 @@ def test_cancelling_a_paid_booking_refunds_through_the_gateway(
     worker.drain()
     done = api.order(customer, booking["orderId"])
     assert [(x["amount"], x["status"]) for x in done["refunds"]] == [(15.0, "succeeded")]
+    sent = api.client.get(
+        "/api/v1/admin/deliveries", params={"topic": "refund"}, headers=s["admin"]
+    )
+    assert sent.status_code == 200, sent.text
+    assert [(d["topic"], d["state"]) for d in sent.json()["items"]] == [("refund", "delivered")]
     assert (done["status"], done["refundedAmount"]) == ("partially_refunded", 15.0)
     assert done["payments"][0]["refundedAmount"] == 15.0
     with database.read() as db:

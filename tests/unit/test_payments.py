@@ -3,10 +3,13 @@ an order's status as refunds come in."""
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from boxoffice.api.schemas import TopicName
 from boxoffice.domain.errors import InvalidInput
 from boxoffice.domain.payments import (
     COMMISSION_PERCENT,
@@ -15,6 +18,7 @@ from boxoffice.domain.payments import (
     needs_payment,
     status_after_refund,
 )
+from boxoffice.services.outbox import Topic
 
 
 @pytest.mark.parametrize(
@@ -72,3 +76,7 @@ def test_a_payment_is_needed_for_a_price_where_payments_are_taken(
 )
 def test_an_orders_status_after_refunds(refunded: int, expected: OrderStatus) -> None:
     assert status_after_refund(3000, refunded) is expected
+
+
+def test_the_api_names_every_outbox_topic() -> None:
+    assert set(get_args(TopicName)) == {t.value for t in Topic}
