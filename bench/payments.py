@@ -56,7 +56,6 @@ import math
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -65,7 +64,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1077,6 +1076,7 @@ class WorkerProcess(Server):
     """``boxoffice worker`` in its own process group, up once its ``/metrics`` answers."""
 
     name = "worker"
+    ready_path = "/metrics"
 
     def __init__(self, db_url: str, *, workdir: Path, poll_s: float, env: dict[str, str]) -> None:
         env = {**env, "BOXOFFICE_WORKER_POLL_S": f"{poll_s:g}"}
@@ -1084,32 +1084,6 @@ class WorkerProcess(Server):
         self.log_path = workdir / f"worker-poll-{poll_s:g}.log"
         base = self.command[: self.command.index("serve")]
         self.command = [*base, "worker", "--metrics-port", str(self.port)]
-
-    def start(self, timeout_s: float = 60.0) -> None:
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                self.command,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log_tail()}")
-            with suppress(OSError, http.client.HTTPException):
-                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
-                try:
-                    conn.request("GET", "/metrics")
-                    if conn.getresponse().status == 200:
-                        poll = self.env["BOXOFFICE_WORKER_POLL_S"]
-                        log(f"worker up (pid {self.proc.pid}, poll {poll} s)")
-                        return
-                finally:
-                    conn.close()
-            time.sleep(0.2)
-        raise RuntimeError(f"worker not up after {timeout_s:.0f} s:\n{self.log_tail()}")
 
 
 @dataclass

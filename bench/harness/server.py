@@ -38,6 +38,7 @@ class Server:
     """
 
     name = "server"
+    ready_path = "/healthz"  # up once this answers 200
 
     def __init__(
         self,
@@ -64,7 +65,8 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 60.0) -> None:
-        """Start the server and wait until ``/healthz`` answers 200 (``serve`` migrates)."""
+        """Start the process and wait until ``ready_path`` answers 200 (``serve`` migrates
+        first)."""
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
                 self.command,
@@ -78,12 +80,19 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
             with suppress(OSError, http.client.HTTPException):
-                status, _ = http_call(HOST, self.port, "GET", "/healthz", timeout=2)
-                if status == 200:
+                if self._answers():
                     log(f"{self.name} up on {HOST}:{self.port} (pid {self.proc.pid})")
                     return
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} not healthy after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def _answers(self) -> bool:
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+        try:
+            conn.request("GET", self.ready_path)
+            return conn.getresponse().status == 200
+        finally:
+            conn.close()
 
     def worker_pids(self) -> list[int]:
         """The server process and all its descendants (CPU accounting)."""
