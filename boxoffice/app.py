@@ -17,13 +17,16 @@ from boxoffice.api import errors
 from boxoffice.api.docs import mount_docs
 from boxoffice.api.routes import (
     admin,
+    attendance,
     auth,
     bookings,
     catalogue,
     health,
     metrics,
+    packages,
     payments,
     public,
+    sessions,
     side_effects,
 )
 from boxoffice.db.session import Database
@@ -116,6 +119,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         side_effects.feeds,
         payments.router,
         payments.checkout,
+        sessions.router,
+        packages.router,
+        attendance.router,
     ):
         app.include_router(router)
 

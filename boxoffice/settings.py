@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     payment_reconcile_after_min: int = 10
     payment_reconcile_interval_s: int = 60
 
+    # LiveKit video rooms: the API key and secret that sign its webhooks (attendance).
+    # Unset: the attendance webhook answers 404.
+    livekit_api_key: str | None = None
+    livekit_api_secret: str | None = None
+
     @property
     def resolved_payment_gateway(self) -> Literal["stripe", "offline"]:
         if self.payment_gateway == "auto":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -28,6 +29,7 @@ from boxoffice.db.models import (
     TimeOff,
 )
 from boxoffice.domain.money import to_major
+from boxoffice.services.offerings import PackageLine
 from boxoffice.services.schedules import hhmm, mode_of
 
 _HHMM = re.compile(r"^(?:([01]\d|2[0-3]):([0-5]\d)|(24):(00))$")
@@ -57,6 +59,8 @@ ScheduleName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
 ]
 LeadStatusName = Literal["new", "contacted", "converted"]
+ServiceKind = Literal["individual", "package", "bundle"]
+ValidityDays = Annotated[int, Field(ge=1, le=3650, description="Days a purchase's credits last")]
 
 # --- providers --------------------------------------------------------------------------
 
@@ -113,10 +117,42 @@ class ProviderDeleteOut(Out):
 # --- services ---------------------------------------------------------------------------
 
 
+class PackageItemIn(In):
+    service_id: uuid.UUID
+    quantity: Annotated[int, Field(ge=1, le=100)] = 1
+
+
+PackageItems = Annotated[
+    list[PackageItemIn],
+    Field(
+        max_length=20,
+        description="A package's or bundle's contents (a bundle: exactly one item)",
+    ),
+]
+
+
+class PackageItemOut(Out):
+    service_id: uuid.UUID
+    service_name: str
+    quantity: int
+
+    @classmethod
+    def of(cls, line: PackageLine) -> PackageItemOut:
+        return cls(
+            service_id=line.service_id, service_name=line.service_name, quantity=line.quantity
+        )
+
+
 class ServiceIn(In):
+    """A service booked with providers, or a package or bundle sold as credits of other
+    services (``items`` and ``validityDays``, no providers)."""
+
     name: Name
     description: Text = ""
-    duration: Annotated[int, Field(ge=5, le=1440, description="Minutes")]
+    kind: ServiceKind = "individual"
+    duration: Annotated[int, Field(ge=5, le=1440, description="Minutes")] | None = Field(
+        default=None, description="Minutes; required, except for a package (its longest item's)"
+    )
     price: Money = Decimal(0)
     capacity: Annotated[int, Field(ge=1, le=1000, description="Seats at one time")] = 1
     is_active: bool = True
@@ -132,10 +168,13 @@ class ServiceIn(In):
     )
     room_type: RoomType | None = Field(default=None, description="A room of this type is needed")
     provider_ids: Annotated[list[uuid.UUID], Field(max_length=100)] = []
+    items: PackageItems | None = None
+    validity_days: ValidityDays | None = None
 
 
 class ServicePatch(In):
-    """The fields given change; ``null`` clears slotStep, scheduleName and roomType."""
+    """The fields given change; ``null`` clears slotStep, scheduleName and roomType;
+    ``items`` replaces a package's items."""
 
     name: Name | None = None
     description: Text | None = None
@@ -151,6 +190,8 @@ class ServicePatch(In):
     schedule_name: ScheduleName | None = None
     room_type: RoomType | None = None
     provider_ids: Annotated[list[uuid.UUID], Field(max_length=100)] | None = None
+    items: PackageItems | None = None
+    validity_days: ValidityDays | None = None
 
 
 class ServiceOut(Out):
@@ -171,11 +212,15 @@ class ServiceOut(Out):
     schedule_name: str | None
     room_type: RoomType | None
     provider_ids: list[uuid.UUID]
+    items: list[PackageItemOut] = Field(description="A package's or bundle's contents")
+    validity_days: int | None = Field(description="A package's or bundle's credits last this long")
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def of(cls, s: Service, provider_ids: list[uuid.UUID]) -> ServiceOut:
+    def of(
+        cls, s: Service, provider_ids: list[uuid.UUID], items: Sequence[PackageLine] = ()
+    ) -> ServiceOut:
         return cls(
             id=s.id,
             name=s.name,
@@ -194,6 +239,8 @@ class ServiceOut(Out):
             schedule_name=s.schedule_name,
             room_type=s.room_type,  # type: ignore[arg-type]
             provider_ids=provider_ids,
+            items=[PackageItemOut.of(line) for line in items],
+            validity_days=s.validity_days,
             created_at=s.created_at,
             updated_at=s.updated_at,
         )

@@ -257,9 +257,19 @@ class GenerateOut(Out):
 
 
 class BookingIn(In):
-    timeslot_id: uuid.UUID
+    """A seat in a room's timeslot (``timeslotId``) or in a group session (``sessionId``:
+    a workshop, or a course session open for drop-ins)."""
+
+    timeslot_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
     room_id: uuid.UUID | None = None
     notes: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+    @model_validator(mode="after")
+    def _one_seat(self) -> BookingIn:
+        if (self.timeslot_id is None) == (self.session_id is None):
+            raise ValueError("give either timeslotId or sessionId")
+        return self
 
 
 class RescheduleIn(In):
@@ -324,6 +334,30 @@ class PaymentOut(Out):
         )
 
 
+class SessionBriefOut(Out):
+    id: uuid.UUID
+    kind: str
+    title: str | None
+    start_at: datetime
+    end_at: datetime
+    status: str
+    course_id: uuid.UUID | None
+    sequence_no: int | None
+
+    @classmethod
+    def of(cls, session: Session) -> SessionBriefOut:
+        return cls(
+            id=session.id,
+            kind=session.kind,
+            title=session.title,
+            start_at=session.start_at,
+            end_at=session.end_at,
+            status=session.status,
+            course_id=session.course_id,
+            sequence_no=session.sequence_no,
+        )
+
+
 class BookingOut(Out):
     id: uuid.UUID
     status: BookingStatusName
@@ -337,6 +371,10 @@ class BookingOut(Out):
     timeslot_id: uuid.UUID | None
     room: RoomOut | None
     timeslot: TimeslotOut | None
+    session_id: uuid.UUID | None
+    session: SessionBriefOut | None
+    service_id: uuid.UUID | None
+    valid_until: datetime | None = Field(description="A package's credit: usable until then")
     hold_expires_at: datetime | None
     cancelled_at: datetime | None
     created_at: datetime
@@ -368,7 +406,15 @@ class BookingOut(Out):
             room_id=room.id if room else None,
             timeslot_id=session.id if session else None,
             room=RoomOut.of(room) if room else None,
-            timeslot=TimeslotOut.of(session, room, now) if session and room else None,
+            timeslot=(
+                TimeslotOut.of(session, room, now)
+                if session and room and session.kind == "timeslot"
+                else None
+            ),
+            session_id=session.id if session else None,
+            session=SessionBriefOut.of(session) if session else None,
+            service_id=booking.service_id,
+            valid_until=booking.valid_until,
             hold_expires_at=booking.hold_expires_at,
             cancelled_at=booking.cancelled_at,
             created_at=booking.created_at,

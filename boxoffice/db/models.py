@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import ExcludeConstraint
@@ -172,8 +173,27 @@ class Service(Base):
     schedule_name: Mapped[str | None] = mapped_column(String(100))
     # A room of this type must be free too (e.g. 'treatment'); None: no room.
     room_type: Mapped[str | None] = mapped_column(String(16))
+    # Packages and bundles: how long the credits bought can be used, in days.
+    validity_days: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PackageItem(Base):
+    """What a package or bundle contains: ``quantity`` credits of another service
+    (1 consultation + 3 massages; a bundle is one item, 10 classes)."""
+
+    __tablename__ = "package_items"
+    __table_args__ = (CheckConstraint("quantity >= 1 AND quantity <= 100", name="quantity"),)
+
+    package_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("services.id", ondelete="CASCADE"), primary_key=True
+    )
+    service_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("services.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    quantity: Mapped[int] = mapped_column(Integer)
 
 
 class ServiceProvider(Base):
@@ -340,6 +360,33 @@ class BookingSeries(Base):
     created_at: Mapped[datetime] = _created_at()
 
 
+class Course(Base):
+    """One run of a course: N sessions, enrolled in (and paid for) all at once."""
+
+    __tablename__ = "courses"
+    __table_args__ = (
+        CheckConstraint("max_participants >= 1", name="max_participants"),
+        CheckConstraint("price_minor >= 0", name="price"),
+        CheckConstraint("status IN ('draft', 'scheduled', 'canceled')", name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id()
+    service_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("services.id", ondelete="RESTRICT"), index=True
+    )
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    timezone: Mapped[str] = mapped_column(String(64))
+    max_participants: Mapped[int] = mapped_column(Integer)
+    price_minor: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    visibility: Mapped[str] = mapped_column(String(8), default="public")
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
 class Session(Base):
     """The one time container: a room timeslot, an appointment, a workshop, a class.
 
@@ -400,6 +447,19 @@ class Session(Base):
     max_participants: Mapped[int] = mapped_column(Integer, default=1)
     booked_count: Mapped[int] = mapped_column(Integer, default=0)
     price_minor: Mapped[int] = mapped_column(Integer, default=0)
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # A course's sessions, numbered from 1.
+    course_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("courses.id", ondelete="CASCADE"), index=True
+    )
+    sequence_no: Mapped[int | None] = mapped_column(Integer)
+    # When it really began and ended (in_progress, completed), if anyone said so.
+    actual_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    actual_end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A freed seat is offered to the first customer waiting.
+    waitlist_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Confirmed bookings without attendance become no-shows when the session ends.
+    track_attendance: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -439,6 +499,11 @@ class Booking(Base):
     series_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("booking_series.id", ondelete="SET NULL"), index=True
     )
+    # A credit of a package or bundle (no session yet): what it may be used for, until when.
+    service_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("services.id", ondelete="RESTRICT")
+    )
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The order that pays for it; None for free bookings and those paid at the desk.
     order_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("orders.id", ondelete="SET NULL"), index=True
@@ -485,6 +550,66 @@ class BookingStatusChange(Base):
     at: Mapped[datetime] = _created_at()
 
     booking: Mapped[Booking] = relationship(back_populates="history")
+
+
+class WaitlistEntry(Base):
+    """A customer waiting for a seat in a full session. When a seat frees up the first
+    one waiting is offered it: a pending booking that holds the seat until
+    ``offered_until``."""
+
+    __tablename__ = "waitlist_entries"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('waiting', 'offered', 'accepted', 'expired', 'cancelled')", name="status"
+        ),
+        Index(
+            "uq_waitlist_entries_live",
+            "session_id",
+            "user_id",
+            unique=True,
+            postgresql_where=text("status IN ('waiting', 'offered')"),
+            sqlite_where=text("status IN ('waiting', 'offered')"),
+        ),
+        Index("ix_waitlist_entries_session_created", "session_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    booking_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("bookings.id", ondelete="SET NULL")
+    )
+    offered_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Attendance(Base):
+    """One stay of a participant in a session: joined (a video room, the door, an
+    organiser's check-in) and left. ``duration_s`` is set when they leave."""
+
+    __tablename__ = "attendance"
+    __table_args__ = (
+        CheckConstraint("left_at IS NULL OR left_at >= joined_at", name="time_order"),
+        CheckConstraint("source IN ('api', 'livekit', 'check_in')", name="source"),
+        Index("ix_attendance_session_booking", "session_id", "booking_id"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    booking_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    source: Mapped[str] = mapped_column(String(16))
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_s: Mapped[int | None] = mapped_column(Integer)
+    # The video service's id of the event that opened it, so a repeated webhook is one stay.
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = _created_at()
 
 
 class IdempotencyKey(Base):

@@ -29,14 +29,18 @@ class PaymentStatus(StrEnum):
 
 
 _TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {
-    BookingStatus.DRAFT: frozenset({BookingStatus.PENDING, BookingStatus.CANCELLED}),
+    # A draft is a package's credit: scheduled, it is confirmed (the package is paid).
+    BookingStatus.DRAFT: frozenset(
+        {BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.CANCELLED}
+    ),
     BookingStatus.PENDING: frozenset({BookingStatus.CONFIRMED, BookingStatus.CANCELLED}),
     BookingStatus.CONFIRMED: frozenset(
         {BookingStatus.CANCELLED, BookingStatus.COMPLETED, BookingStatus.NO_SHOW}
     ),
     BookingStatus.CANCELLED: frozenset(),
-    BookingStatus.COMPLETED: frozenset(),
-    BookingStatus.NO_SHOW: frozenset(),
+    # An organiser corrects attendance either way once the session has taken place.
+    BookingStatus.COMPLETED: frozenset({BookingStatus.NO_SHOW}),
+    BookingStatus.NO_SHOW: frozenset({BookingStatus.COMPLETED}),
 }
 
 # Statuses in which a booking occupies its seat. Completed and no-show bookings keep

@@ -76,3 +76,12 @@ def percent_of(minor: int, percent: int) -> int:
 def prorate(minor_per_hour: int, minutes: int) -> int:
     """Price of ``minutes`` at an hourly rate, rounded half up to a minor unit."""
     return (minor_per_hour * minutes * 2 + 60) // 120
+
+
+def even_share(total_minor: int, parts: int, index: int) -> int:
+    """Part ``index`` of ``total_minor`` split into ``parts`` as evenly as minor units
+    allow: the first ``total % parts`` parts carry one unit more, so the parts add up."""
+    if parts < 1 or not 0 <= index < parts:
+        raise ValueError("index must be within 0 .. parts - 1")
+    base, extra = divmod(total_minor, parts)
+    return base + (1 if index < extra else 0)

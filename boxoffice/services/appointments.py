@@ -313,6 +313,29 @@ def _claim(
     return session
 
 
+def claim_slot(
+    db: Db,
+    service_id: uuid.UUID,
+    *,
+    provider_id: uuid.UUID | None,
+    start_at: datetime,
+    now: datetime,
+) -> Session:
+    """Take a seat at ``start_at`` with the provider (or any free one) for a booking that
+    exists already, a package credit being scheduled: the same race-free path and
+    checks as :func:`book_appointment`. Raises if the time cannot be booked; the caller
+    points its booking at the session returned."""
+    service = get_active_service(db, service_id)
+    providers = offering_providers(db, service, provider_id, lock=True)
+    if not providers:
+        raise SlotUnavailable("Nobody offers this service at the moment.")
+    session = _claim(db, service, rules_of(service), providers, start_at.astimezone(UTC), now)
+    if isinstance(session, str):
+        _refuse([{"startTime": start_at.isoformat(), "reason": session}], recurring=False)
+    assert isinstance(session, Session)
+    return session
+
+
 def rebook(db: Db, booking: Booking, *, now: datetime) -> bool:
     """Take an appointment's time again for a booking cancelled for want of payment
     (its payment came late): the same provider and start if still free, through the

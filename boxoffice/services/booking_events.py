@@ -47,6 +47,8 @@ class BookingEvent(StrEnum):
     # Money given back that no cancellation email announces: a payment that arrived
     # after its seat had gone.
     PAYMENT_REFUNDED = "payment.refunded"
+    # A seat freed up and is held for the first customer on the session's waitlist.
+    WAITLIST_OFFERED = "waitlist.offered"
 
 
 # The events outside subscribers can ask for.
@@ -58,6 +60,7 @@ _EMAIL_KIND = {
     BookingEvent.CANCELLED: "booking_cancelled",
     BookingEvent.REMINDER: "booking_reminder",
     BookingEvent.PAYMENT_REFUNDED: "payment_refunded",
+    BookingEvent.WAITLIST_OFFERED: "waitlist_offered",
 }
 _CALENDAR_EVENTS = {
     BookingEvent.CONFIRMED,
@@ -272,6 +275,7 @@ def _email_payload(
         "currency": booking.currency,
         "refundMinor": event.get("refundMinor", 0),
         "previousStartAt": event.get("previousStartAt"),
+        "holdExpiresAt": booking.hold_expires_at.isoformat() if booking.hold_expires_at else None,
         "manageUrl": links.management_url(public_url, booking.id, secret=secret_key)
         if booking.customer_email
         else f"{public_url.rstrip('/')}/api/v1/bookings/{booking.id}",

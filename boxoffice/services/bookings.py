@@ -38,6 +38,7 @@ from boxoffice.domain.errors import (
     SlotUnavailable,
 )
 from boxoffice.domain.payments import ClosedReason, needs_payment
+from boxoffice.domain.sessions import GROUP_KINDS, SessionKind
 from boxoffice.services import idempotency, orders, outbox
 from boxoffice.services.booking_events import BookingEvent, event_row
 from boxoffice.services.organizations import get_organization, refund_tiers
@@ -49,16 +50,19 @@ MAX_NOTES = 2000
 # The statements of the booking hot path, built once on the tables (Core, not ORM
 # bulk operations) so each request only binds its values.
 _SESSIONS = cast(Table, Session.__table__)
-_TAKE_SEAT = (
+_HAS_SEAT = (
+    _SESSIONS.c.id == bindparam("session_id"),
+    _SESSIONS.c.booked_count < _SESSIONS.c.max_participants,
+    _SESSIONS.c.status == "scheduled",
+)
+# A customer's own seat: the session must be open for single bookings. An enrolment
+# takes seats in every session of a course, open for drop-ins or not.
+_TAKE_SEAT, _TAKE_ENROLLED_SEAT = (
     update(_SESSIONS)
-    .where(
-        _SESSIONS.c.id == bindparam("session_id"),
-        _SESSIONS.c.booked_count < _SESSIONS.c.max_participants,
-        _SESSIONS.c.status == "scheduled",
-        _SESSIONS.c.is_open.is_(True),
-    )
+    .where(*where)
     .values(booked_count=_SESSIONS.c.booked_count + 1)
     .returning(_SESSIONS.c.booked_count)
+    for where in ((*_HAS_SEAT, _SESSIONS.c.is_open.is_(True)), _HAS_SEAT)
 )
 # One statement, so the row is updated (and its foreign keys checked) once: a second
 # UPDATE for the status locked room and provider in the opposite order to a booking.
@@ -68,10 +72,10 @@ _RELEASE_SEAT = (
     .values(
         booked_count=_SESSIONS.c.booked_count - 1,
         # An appointment nobody holds any more is cancelled, which frees its provider
-        # (and room) for others; a room's timeslot stays on offer.
+        # (and room) for others; a room's timeslot or a workshop stays on offer.
         status=case(
             (
-                and_(_SESSIONS.c.booked_count == 1, _SESSIONS.c.provider_id.is_not(None)),
+                and_(_SESSIONS.c.booked_count == 1, _SESSIONS.c.kind == SessionKind.APPOINTMENT),
                 "canceled",
             ),
             else_=_SESSIONS.c.status,
@@ -211,39 +215,49 @@ def create_booking(
     db: Db,
     *,
     user_id: uuid.UUID,
-    timeslot_id: uuid.UUID,
-    room_id: uuid.UUID | None,
+    timeslot_id: uuid.UUID | None = None,
+    session_id: uuid.UUID | None = None,
+    room_id: uuid.UUID | None = None,
     notes: str,
     idempotency_key: str | None,
     now: datetime,
 ) -> tuple[Booking, bool]:
-    """Book one seat in a room timeslot for a customer.
+    """Book one seat for a customer: in a room timeslot, or in a group session (a
+    workshop, or a course session open for drop-ins).
 
     Returns the booking and whether it is new; a retry with the same idempotency
     key returns the first request's booking and False.
     """
     if len(notes) > MAX_NOTES:
         raise InvalidInput(f"notes can be at most {MAX_NOTES} characters.")
+    if (timeslot_id is None) == (session_id is None):
+        raise InvalidInput("Name either a timeslotId or a sessionId.")
     scope = f"booking:{user_id}"
     if idempotency_key is not None:
-        request_hash = idempotency.fingerprint(
-            {"timeslotId": timeslot_id, "roomId": room_id, "notes": notes}
-        )
+        request = {"timeslotId": timeslot_id, "roomId": room_id, "notes": notes}
+        if session_id is not None:
+            request = {"sessionId": session_id, "notes": notes}
         first = idempotency.claim(
-            db, scope=scope, key=idempotency_key, request_hash=request_hash, now=now
+            db,
+            scope=scope,
+            key=idempotency_key,
+            request_hash=idempotency.fingerprint(request),
+            now=now,
         )
         if first is not None:
             return get_booking(db, first, Owner(user_id=user_id)), False
-    session = get_timeslot(db, timeslot_id)
-    if room_id is not None and session.room_id != room_id:
-        raise NotFound(
-            "That timeslot does not belong to that room.",
-            {"timeslotId": str(timeslot_id), "roomId": str(room_id)},
-        )
+    if timeslot_id is not None:
+        session = get_timeslot(db, timeslot_id)
+        if room_id is not None and session.room_id != room_id:
+            raise NotFound(
+                "That timeslot does not belong to that room.",
+                {"timeslotId": str(timeslot_id), "roomId": str(room_id)},
+            )
+    else:
+        assert session_id is not None
+        session = get_group_session(db, session_id)
     take_seat(db, session, now=now)
-    room = session.room
-    assert room is not None
-    org = room.organization
+    org = get_organization(db, session.org_id)
     order = None
     if needs_payment(session.price_minor, payments_enabled=org.payments_enabled):
         order = orders.open_order(
@@ -271,6 +285,19 @@ def create_booking(
     return booking, True
 
 
+def get_group_session(db: Db, session_id: uuid.UUID, *, org_id: uuid.UUID | None = None) -> Session:
+    """A workshop or course session (with its room, if any); NotFound for any other
+    kind, or for another organisation's when ``org_id`` is given."""
+    session = db.get(Session, session_id, options=[joinedload(Session.room)])
+    if (
+        session is None
+        or session.kind not in GROUP_KINDS
+        or (org_id is not None and session.org_id != org_id)
+    ):
+        raise NotFound("Session not found.", {"sessionId": str(session_id)})
+    return session
+
+
 def add_booking(
     db: Db,
     session: Session,
@@ -284,13 +311,26 @@ def add_booking(
     client_id: uuid.UUID | None = None,
     series_id: uuid.UUID | None = None,
     order: Order | None = None,
+    price_minor: int | None = None,
+    charge_minor: int | None = None,
+    reason: str = "booked",
+    offer_until: datetime | None = None,
 ) -> Booking:
     """Record a booking of a seat the caller has just taken in ``session``, with its
     status history and its outbox event. Caller holds the seat (see :func:`take_seat`).
 
     With ``order`` the booking waits for that order's payment, holding its seat until
-    the order's hold expires."""
-    status, payment_status = initial_status(session.price_minor, payment_required=order is not None)
+    the order's hold expires. ``price_minor`` is the booking's own price (by default
+    the session's); ``charge_minor`` what the purchase it belongs to costs, when that
+    is not its own price (a course's sessions are 0 each, the course's price is due).
+    ``offer_until``: a seat offered from the waitlist, pending and held until then."""
+    price = session.price_minor if price_minor is None else price_minor
+    status, payment_status = initial_status(
+        price if charge_minor is None else charge_minor,
+        payment_required=order is not None or offer_until is not None,
+    )
+    if offer_until is not None and price == 0:
+        payment_status = PaymentStatus.NOT_REQUIRED
     values = {
         "id": uuid.uuid4(),
         "org_id": session.org_id,
@@ -301,7 +341,7 @@ def add_booking(
         "order_id": order.id if order else None,
         "status": status.value,
         "payment_status": payment_status.value,
-        "price_minor": session.price_minor,
+        "price_minor": price,
         "currency": currency,
         "refunded_minor": 0,
         "notes": notes,
@@ -310,8 +350,10 @@ def add_booking(
         "customer_phone": customer.phone if customer else None,
         "customer_timezone": customer.timezone if customer else None,
         "sequence": 0,
+        "service_id": session.service_id,
+        "valid_until": None,
         "reminded_at": None,
-        "hold_expires_at": order.hold_expires_at if order else None,
+        "hold_expires_at": order.hold_expires_at if order else offer_until,
         "cancelled_at": None,
         "created_at": now,
         "updated_at": now,
@@ -326,13 +368,15 @@ def add_booking(
     events = [BookingEvent.CREATED]
     if status is BookingStatus.CONFIRMED:
         events.append(BookingEvent.CONFIRMED)
+    if offer_until is not None:
+        events.append(BookingEvent.WAITLIST_OFFERED)
     _record(
         db,
         booking,
         None,
         status,
         actor_id=actor_id,
-        reason="booked",
+        reason=reason,
         now=now,
         event=event_row(booking, session, events, now=now),
     )
@@ -372,7 +416,7 @@ def cancel_booking(
         starts_at=session.start_at,
         now=now,
     )
-    paid = booking.price_minor if booking.payment_status == PaymentStatus.PAID else 0
+    paid = orders.paid_value(db, booking)
     refund = refund_amount(
         paid_minor=paid,
         tiers=refund_tiers(get_organization(db, booking.org_id)),
@@ -463,6 +507,20 @@ def record_move(
     Caller has already taken the seat in ``new`` and released the one in ``old``.
     """
     booking.session = new
+    announce_move(db, booking, old, new, actor_id=actor_id, now=now)
+
+
+def announce_move(
+    db: Db,
+    booking: Booking,
+    old: Session,
+    new: Session,
+    *,
+    actor_id: uuid.UUID | None,
+    now: datetime,
+) -> None:
+    """A booking now at ``new``'s time (it moved, or its session did): the calendar
+    event's next sequence, the reminder re-armed, the history row and the event."""
     booking.updated_at = now
     booking.sequence += 1
     booking.reminded_at = None  # a reminder for the new time, if it is far enough ahead
@@ -575,6 +633,56 @@ def confirm_paid(
     _confirm_as_paid(db, booking, session, actor_id=actor_id, reason=reason, now=now, events=events)
 
 
+def confirm_offer(db: Db, booking: Booking, *, actor_id: uuid.UUID | None, now: datetime) -> None:
+    """A seat offered from the waitlist, taken without an online payment: confirmed
+    (a priced one is paid at the venue, as any booking there)."""
+    session = _session_of(booking)
+    check_transition(
+        BookingStatus(booking.status), BookingStatus.CONFIRMED, starts_at=session.start_at, now=now
+    )
+    booking.hold_expires_at = None
+    _set_status(
+        db,
+        booking,
+        BookingStatus.CONFIRMED,
+        actor_id=actor_id,
+        reason="accepted the waitlist offer",
+        now=now,
+        session=session,
+        events=(BookingEvent.CONFIRMED,),
+    )
+    db.flush()
+
+
+def place_draft(
+    db: Db,
+    booking: Booking,
+    session: Session,
+    *,
+    actor_id: uuid.UUID | None,
+    reason: str,
+    now: datetime,
+) -> None:
+    """A draft (a package's credit) now holds the seat the caller took in ``session``:
+    confirmed, and announced as a new booking."""
+    check_transition(
+        BookingStatus(booking.status), BookingStatus.CONFIRMED, starts_at=session.start_at, now=now
+    )
+    booking.session = session
+    booking.hold_expires_at = None
+    _set_status(
+        db,
+        booking,
+        BookingStatus.CONFIRMED,
+        actor_id=actor_id,
+        reason=reason,
+        now=now,
+        session=session,
+        events=(BookingEvent.CREATED, BookingEvent.CONFIRMED),
+    )
+    db.flush()
+
+
 def revive_paid(db: Db, booking: Booking, *, reason: str, now: datetime) -> None:
     """A booking cancelled for want of payment whose payment came after all, and whose
     seat the caller has taken again: confirmed and paid.
@@ -634,41 +742,56 @@ def _session_of(booking: Booking) -> Session:
     return booking.session
 
 
-def take_seat(db: Db, session: Session, *, now: datetime) -> None:
-    """Take one seat in ``session`` or raise; the conditional UPDATE is the lock."""
+def take_seat(db: Db, session: Session, *, now: datetime, enrolled: bool = False) -> None:
+    """Take one seat in ``session`` or raise; the conditional UPDATE is the lock.
+
+    ``enrolled``: a seat of a course enrolment, which needs no drop-in opening."""
     room = session.room
-    if room is None or not is_bookable(session, room=room, now=now):
-        _refuse(session, room, now)
-    if busy_timeslots(db, room.id, [session]):
+    if not is_bookable(session, room=room, now=now, enrolled=enrolled):
+        _refuse(session, room, now, enrolled=enrolled)
+    if session.kind == SessionKind.TIMESLOT and room and busy_timeslots(db, room.id, [session]):
         raise SlotUnavailable(
             "The room is taken at this time (its calendar).", {"timeslotId": str(session.id)}
         )
-    if not try_take_seat(db, session):
+    if not try_take_seat(db, session, enrolled=enrolled):
         current = db.get(Session, session.id, populate_existing=True)
         if current is None:
-            raise SlotUnavailable(
-                "This timeslot no longer exists.", {"timeslotId": str(session.id)}
-            )
-        _refuse(current, room, now)
+            raise SlotUnavailable("This session no longer exists.", _ids(session))
+        _refuse(current, room, now, enrolled=enrolled)
 
 
-def _refuse(session: Session, room: Room | None, now: datetime) -> NoReturn:
-    details = {"timeslotId": str(session.id)}
-    if room is None or not room.is_active:
+def _ids(session: Session) -> dict[str, str]:
+    key = "timeslotId" if session.kind == SessionKind.TIMESLOT else "sessionId"
+    return {key: str(session.id)}
+
+
+def _refuse(session: Session, room: Room | None, now: datetime, *, enrolled: bool) -> NoReturn:
+    details = _ids(session)
+    what = "timeslot" if session.kind == SessionKind.TIMESLOT else "session"
+    if room is not None and not room.is_active:
         raise SlotUnavailable("This room is not taking bookings.", details)
-    if session.status != "scheduled" or not session.is_open or session.visibility != "public":
-        raise SlotUnavailable("This timeslot is not open for booking.", details)
+    if session.kind == SessionKind.COURSE and not (enrolled or session.is_open):
+        raise SlotUnavailable(
+            "This session is part of a course and takes no single bookings; enrol in the "
+            "course instead.",
+            details | {"courseId": str(session.course_id)},
+        )
+    if session.status != "scheduled" or not (enrolled or session.is_open):
+        raise SlotUnavailable(f"This {what} is not open for booking.", details)
+    if session.visibility != "public":
+        raise SlotUnavailable(f"This {what} is not open for booking.", details)
     if session.start_at <= now:
-        raise SlotUnavailable("This timeslot has already started.", details)
+        raise SlotUnavailable(f"This {what} has already started.", details)
     raise SlotFull(
-        "This timeslot is fully booked.",
+        f"This {what} is fully booked.",
         {**details, "maxBookings": session.max_participants},
     )
 
 
-def try_take_seat(db: Db, session: Session) -> bool:
+def try_take_seat(db: Db, session: Session, *, enrolled: bool = False) -> bool:
     """Take one seat in an open, scheduled session if one is left; the UPDATE is the lock."""
-    count = db.execute(_TAKE_SEAT, {"session_id": session.id}).scalar_one_or_none()
+    stmt = _TAKE_ENROLLED_SEAT if enrolled else _TAKE_SEAT
+    count = db.execute(stmt, {"session_id": session.id}).scalar_one_or_none()
     if count is None:
         return False
     set_committed_value(session, "booked_count", count)

@@ -8,16 +8,18 @@ rows they write carry stable ids as a second guard.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import Table, select, update
 
+from boxoffice.db.locking import for_update
 from boxoffice.db.models import Booking, Order, Session
 from boxoffice.db.session import Db
 from boxoffice.domain.bookings import BookingStatus, PaymentStatus
 from boxoffice.domain.payments import ClosedReason, OrderStatus
-from boxoffice.services import orders
+from boxoffice.services import attendance, orders
 from boxoffice.services.booking_events import BookingEvent, record_once
 from boxoffice.services.bookings import Owner, cancel_booking, change_status
 
@@ -113,7 +115,8 @@ def send_reminders(db: Db, *, now: datetime, lead: timedelta, limit: int = 200) 
 
 
 def complete_sessions(db: Db, *, now: datetime, limit: int = 100) -> int:
-    """Mark sessions that have ended completed, and their confirmed bookings with them."""
+    """Mark sessions that have ended completed, and settle their bookings (see
+    :func:`settle_bookings`)."""
     stmt = (
         select(Session.id)
         .where(Session.end_at <= now, Session.status.in_(("scheduled", "in_progress")))
@@ -131,20 +134,52 @@ def complete_sessions(db: Db, *, now: datetime, limit: int = 100) -> int:
             .returning(_SESSIONS.c.id)
         ).scalars()
     )
-    attendees = db.execute(
-        select(Booking.id, Booking.org_id).where(
-            Booking.session_id.in_(ended), Booking.status == BookingStatus.CONFIRMED.value
-        )
-    ).all()
-    for booking_id, org_id in attendees:
+    settle_bookings(db, ended, now=now)
+    return len(ended)
+
+
+def settle_bookings(db: Db, session_ids: Sequence[uuid.UUID], *, now: datetime) -> int:
+    """Give the confirmed bookings of sessions that have taken place their outcome:
+    completed, or no_show in a session that tracks attendance when the booking has no
+    record at all (no join, no check-in); an organiser can correct either. Returns
+    how many bookings changed."""
+    if not session_ids:
+        return 0
+    tracked = set(
+        db.execute(
+            select(Session.id).where(
+                Session.id.in_(session_ids), Session.track_attendance.is_(True)
+            )
+        ).scalars()
+    )
+    # Locked before attendance is read: a join is recorded under the booking's lock, so
+    # one racing this job is either seen here or waits and then finds the booking done.
+    participants = list(
+        db.execute(
+            for_update(
+                db,
+                select(Booking)
+                .where(
+                    Booking.session_id.in_(session_ids),
+                    Booking.status == BookingStatus.CONFIRMED.value,
+                )
+                .order_by(Booking.id),
+            )
+        ).scalars()
+    )
+    present = attendance.attended_booking_ids(
+        db, [b.id for b in participants if b.session_id in tracked]
+    )
+    for booking in participants:
+        no_show = booking.session_id in tracked and booking.id not in present
         change_status(
             db,
-            booking_id,
-            org_id=org_id,
-            status=BookingStatus.COMPLETED,
+            booking.id,
+            org_id=booking.org_id,
+            status=BookingStatus.NO_SHOW if no_show else BookingStatus.COMPLETED,
             payment_status=None,
             actor_id=None,
-            reason="session ended",
+            reason="no attendance" if no_show else "session ended",
             now=now,
         )
-    return len(ended)
+    return len(participants)

@@ -20,9 +20,19 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from boxoffice.db.locking import for_update
-from boxoffice.db.models import Booking, Order, Organization, Payment, Refund, Session
+from boxoffice.db.models import (
+    Booking,
+    BookingStatusChange,
+    Order,
+    Organization,
+    Payment,
+    Refund,
+    Session,
+)
 from boxoffice.db.session import Db
+from boxoffice.domain.bookings import PaymentStatus
 from boxoffice.domain.errors import NotFound
+from boxoffice.domain.money import even_share
 from boxoffice.domain.payments import (
     ClosedReason,
     OrderStatus,
@@ -114,6 +124,25 @@ def order_bookings(db: Db, order_id: uuid.UUID) -> list[Booking]:
     )
 
 
+def paid_value(db: Db, booking: Booking) -> int:
+    """What a booking paid for is worth when it is refunded: its price; for a booking
+    of a purchase whose bookings are priced 0 (a course's sessions), its even share of
+    the order's total."""
+    if booking.payment_status != PaymentStatus.PAID:
+        return 0
+    if booking.price_minor > 0 or booking.order_id is None:
+        return booking.price_minor
+    order = db.get(Order, booking.order_id)
+    if order is None:
+        return 0
+    ids = list(
+        db.execute(
+            select(Booking.id).where(Booking.order_id == order.id).order_by(Booking.id)
+        ).scalars()
+    )
+    return even_share(order.total_minor, len(ids), ids.index(booking.id))
+
+
 def lock_order(db: Db, order_id: uuid.UUID) -> Order:
     order: Order | None = db.execute(
         for_update(db, select(Order).where(Order.id == order_id)).execution_options(
@@ -183,7 +212,7 @@ def close_if_unpaid(db: Db, order_id: uuid.UUID, reason: ClosedReason, *, now: d
         .select_from(Booking)
         .where(Booking.order_id == order_id, Booking.status.in_(_LIVE))
     ).scalar_one()
-    if live:
+    if live or not _credits_closed(db, order_id, reason, now=now):
         return
     order.status = (
         OrderStatus.FAILED if reason is ClosedReason.PAYMENT_FAILED else OrderStatus.CANCELLED
@@ -200,6 +229,47 @@ def close_if_unpaid(db: Db, order_id: uuid.UUID, reason: ClosedReason, *, now: d
         payment.status = PaymentState.CANCELLED.value
         payment.updated_at = now
     db.flush()
+
+
+# --- packages: an order's credits (drafts without a session, see services.packages) ---
+
+
+def _credits_closed(db: Db, order_id: uuid.UUID, reason: ClosedReason, *, now: datetime) -> bool:
+    """An order about to close unpaid: its unused package credits are cancelled with it
+    when it closes for want of payment (the payment failed, its hold ran out); any
+    other closing waits until none is left, since they are still to be used (paid at
+    the desk). True if the order may close."""
+    credits = list(
+        db.execute(
+            for_update(
+                db,
+                select(Booking)
+                .where(Booking.order_id == order_id, Booking.status == "draft")
+                .order_by(Booking.id),
+            ).execution_options(populate_existing=True)
+        ).scalars()
+    )
+    if not credits:
+        return True
+    if reason not in (ClosedReason.PAYMENT_FAILED, ClosedReason.PAYMENT_TIMEOUT):
+        return False
+    for credit in credits:
+        credit.status = "cancelled"
+        credit.cancelled_at = now
+        credit.updated_at = now
+        db.add(
+            BookingStatusChange(
+                org_id=credit.org_id,
+                booking_id=credit.id,
+                from_status="draft",
+                to_status="cancelled",
+                actor_id=None,
+                reason=reason.value,  # payments._succeeded revives them by this reason
+                at=now,
+            )
+        )
+    db.flush()
+    return True
 
 
 def request_refund(

@@ -38,7 +38,7 @@ from boxoffice.domain.payments import (
     OrderStatus,
     PaymentState,
 )
-from boxoffice.services import appointments, orders, outbox
+from boxoffice.services import appointments, orders, outbox, packages
 from boxoffice.services.booking_events import BookingEvent, event_row
 from boxoffice.services.bookings import (
     Owner,
@@ -303,6 +303,12 @@ def _succeeded(db: Db, order: Order, payment: Payment, *, now: datetime) -> str:
         )
         return "refunded_duplicate"
     bookings = _order_bookings(db, order)
+    # Package credits (drafts, no session): paid, and still drafts to be scheduled; any
+    # cancelled for want of payment come back too (they hold no seat to lose).
+    credits = [b for b in bookings if b.session_id is None and b.valid_until is not None]
+    if credits:
+        packages.pay_credits(db, credits, now=now)
+        bookings = [b for b in bookings if b not in credits]
     expired = _cancelled_for_want_of_payment(db, bookings)
     if expired and not _revive(db, expired, now=now):
         _refund_late(db, order, payment, now=now)
@@ -351,6 +357,7 @@ def _failed(db: Db, order: Order, payment: Payment, message: str | None, *, now:
                 by_organiser=True,
                 now=now,
             )
+    # Its package credits (drafts) are cancelled with it (see orders.close_if_unpaid).
     orders.close_if_unpaid(db, order.id, ClosedReason.PAYMENT_FAILED, now=now)
     return "failed"
 

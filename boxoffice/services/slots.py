@@ -30,13 +30,14 @@ from boxoffice.db.session import Db
 from boxoffice.domain import availability as engine
 from boxoffice.domain.errors import InvalidInput, InvalidQuery, NotFound
 from boxoffice.domain.resources import Bookings, first_free
+from boxoffice.domain.sessions import SessionKind
 from boxoffice.domain.timeslots import Interval
 from boxoffice.services import calendars
 
 _SESSIONS = cast(Table, Session.__table__)
 
 MAX_WINDOW_DAYS = 62
-APPOINTMENT = "appointment"  # the Session kind of a provider appointment
+APPOINTMENT = SessionKind.APPOINTMENT.value  # the Session kind of a provider appointment
 LIVE = ("scheduled", "in_progress")
 
 

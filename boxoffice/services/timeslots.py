@@ -16,6 +16,7 @@ from boxoffice.db.session import Db
 from boxoffice.domain.errors import InvalidInput, NotFound
 from boxoffice.domain.money import MAX_MINOR, prorate
 from boxoffice.domain.resources import Bookings
+from boxoffice.domain.sessions import SessionKind
 from boxoffice.domain.timeslots import GenerationRequest, Interval, generate_slots, without_overlaps
 from boxoffice.services import calendars
 from boxoffice.services.rooms import get_room
@@ -34,16 +35,24 @@ class GenerationResult:
     last_end_at: datetime | None
 
 
-TIMESLOT = "timeslot"  # a Session kind: a room's slot; appointments are "appointment"
+TIMESLOT = SessionKind.TIMESLOT.value  # the Session kind of a room's slot
 
 
-def is_bookable(session: Session, *, room: Room, now: datetime, busy: bool = False) -> bool:
-    """Whether a customer can take a seat in this timeslot now (``busy``: the room's
-    calendar has something else then)."""
+def is_bookable(
+    session: Session,
+    *,
+    room: Room | None,
+    now: datetime,
+    busy: bool = False,
+    enrolled: bool = False,
+) -> bool:
+    """Whether a customer can take a seat in this session now (``busy``: the room's
+    calendar has something else then; ``enrolled``: a course enrolment's seat, which
+    needs no opening for single bookings)."""
     return (
         not busy
-        and room.is_active
-        and session.is_open
+        and (room is None or room.is_active)
+        and (enrolled or session.is_open)
         and session.status == "scheduled"
         and session.visibility == "public"
         and session.booked_count < session.max_participants

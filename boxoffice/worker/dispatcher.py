@@ -24,7 +24,16 @@ from boxoffice.db.session import Database
 from boxoffice.domain.timeslots import Interval
 from boxoffice.integrations.mail.messages import render
 from boxoffice.observability import DELIVERIES, JOB_RUNS, WORKER_HEARTBEAT
-from boxoffice.services import booking_events, calendars, jobs, outbox, payments, webhooks
+from boxoffice.services import (
+    booking_events,
+    calendars,
+    jobs,
+    outbox,
+    packages,
+    payments,
+    waitlist,
+    webhooks,
+)
 from boxoffice.services.outbox import Backoff, Claimed, DeliveryState, Topic
 from boxoffice.services.ports import Adapters, DeliveryError
 from boxoffice.settings import Settings
@@ -77,6 +86,8 @@ class Worker:
             _Periodic("send_reminders", 60, self._send_reminders),
             _Periodic("complete_sessions", 60, self._complete_sessions),
             _Periodic("calendar_sync", 30, self._sync_calendars),
+            _Periodic("waitlists", 5, self._serve_waitlists),
+            _Periodic("expire_credits", 300, self._expire_credits),
             _Periodic(
                 "reconcile_payments",
                 settings.payment_reconcile_interval_s,
@@ -256,6 +267,17 @@ class Worker:
     def _complete_sessions(self, now: datetime) -> int:
         with self.database.write() as db:
             return jobs.complete_sessions(db, now=now)
+
+    def _serve_waitlists(self, now: datetime) -> int:
+        """Offers that ran out give their seat back; free seats go to those waiting."""
+        with self.database.write() as db:
+            waitlist.expire_offers(db, now=now)
+        with self.database.write() as db:
+            return waitlist.offer_free_seats(db, now=now)
+
+    def _expire_credits(self, now: datetime) -> int:
+        with self.database.write() as db:
+            return packages.expire_credits(db, now=now)
 
     def _reconcile_payments(self, now: datetime) -> int:
         return payments.reconcile(

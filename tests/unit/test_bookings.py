@@ -32,11 +32,14 @@ AFTER_START = STARTS_AT + timedelta(hours=1)
 ALLOWED = [
     (S.DRAFT, S.PENDING),
     (S.DRAFT, S.CANCELLED),
+    (S.DRAFT, S.CONFIRMED),
     (S.PENDING, S.CONFIRMED),
     (S.PENDING, S.CANCELLED),
     (S.CONFIRMED, S.CANCELLED),
     (S.CONFIRMED, S.COMPLETED),
     (S.CONFIRMED, S.NO_SHOW),
+    (S.COMPLETED, S.NO_SHOW),
+    (S.NO_SHOW, S.COMPLETED),
 ]
 DISALLOWED = [pair for pair in product(S, S) if pair not in ALLOWED]
 

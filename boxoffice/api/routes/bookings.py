@@ -95,7 +95,7 @@ def create_booking(
     gateway: Gateway,
     idempotency_key: IdempotencyKey = None,
 ) -> BookingOut:
-    """Book a seat in a timeslot. Free timeslots are confirmed at once; priced ones
+    """Book a seat in a timeslot or a group session. Free seats are confirmed at once; priced ones
     stay pending, holding the seat until ``payment.holdExpiresAt``, until paid
     (``payment`` says how)."""
     with db.write() as s:
@@ -104,6 +104,7 @@ def create_booking(
             s,
             user_id=caller.user_id,
             timeslot_id=body.timeslot_id,
+            session_id=body.session_id,
             room_id=body.room_id,
             notes=body.notes,
             idempotency_key=idempotency_key,

@@ -59,6 +59,8 @@ _SERVICE_FIELDS = {
     "slot_step": "slot_step_min",
     "schedule_name": "schedule_name",
     "room_type": "room_type",
+    "kind": "kind",
+    "validity_days": "validity_days",
 }
 
 
@@ -78,8 +80,18 @@ def _service_values(
     return values
 
 
+def _items(body: ServiceIn | ServicePatch) -> list[offerings.ItemSpec] | None:
+    if body.items is None:
+        return None
+    return [offerings.ItemSpec(i.service_id, i.quantity) for i in body.items]
+
+
 def _service_out(s: Session, service: Service) -> ServiceOut:
-    return ServiceOut.of(service, offerings.provider_ids_of(s, [service.id])[service.id])
+    return ServiceOut.of(
+        service,
+        offerings.provider_ids_of(s, [service.id])[service.id],
+        offerings.items_of(s, [service.id])[service.id],
+    )
 
 
 # --- providers --------------------------------------------------------------------------
@@ -143,13 +155,16 @@ def delete_provider(provider_id: uuid.UUID, caller: CurrentCaller, db: Db) -> Pr
 
 @router.post("/services", status_code=status.HTTP_201_CREATED, response_model=ServiceOut)
 def create_service(body: ServiceIn, caller: CurrentCaller, db: Db) -> ServiceOut:
-    """A service in the organisation's currency, offered by ``providerIds``."""
+    """A service in the organisation's currency, offered by ``providerIds``; or a
+    package (``kind: package``, a mix) or bundle (N of one service) with ``items``
+    and ``validityDays``, which customers buy and then schedule credit by credit."""
     with db.write() as s:
         org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
         service = offerings.create_service(
             s,
             org_id=org.org_id,
             provider_ids=body.provider_ids,
+            items=_items(body),
             **_service_values(s, org.org_id, body),
         )
         return _service_out(s, service)
@@ -168,7 +183,8 @@ def list_services(
             s, org_id=org.org_id, is_active=is_active, provider_id=provider_id
         )
         ids = offerings.provider_ids_of(s, [r.id for r in rows])
-        return [ServiceOut.of(r, ids[r.id]) for r in rows]
+        items = offerings.items_of(s, [r.id for r in rows])
+        return [ServiceOut.of(r, ids[r.id], items[r.id]) for r in rows]
 
 
 @router.get("/services/{service_id}", response_model=ServiceOut)
@@ -182,7 +198,8 @@ def get_service(service_id: uuid.UUID, caller: CurrentCaller, db: Db) -> Service
 def update_service(
     service_id: uuid.UUID, body: ServicePatch, caller: CurrentCaller, db: Db
 ) -> ServiceOut:
-    """Change the fields given; ``providerIds`` replaces the providers offering it."""
+    """Change the fields given; ``providerIds`` replaces the providers offering it,
+    ``items`` a package's items (credits bought already keep theirs)."""
     with db.write() as s:
         org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
         service = offerings.update_service(
@@ -190,6 +207,7 @@ def update_service(
             service_id,
             org_id=org.org_id,
             provider_ids=body.provider_ids,
+            items=_items(body),
             **_service_values(s, org.org_id, body),
         )
         return _service_out(s, service)
@@ -197,7 +215,8 @@ def update_service(
 
 @router.delete("/services/{service_id}", response_model=ServiceDeleteOut)
 def delete_service(service_id: uuid.UUID, caller: CurrentCaller, db: Db) -> ServiceDeleteOut:
-    """Delete a service never booked; one with sessions is deactivated instead."""
+    """Delete a service never booked; one in use (sessions, in a package, credits
+    bought) is deactivated instead."""
     with db.write() as s:
         org = auth.admin_org(s, caller.user_id, org_slug=caller.org_slug)
         kept = offerings.delete_service(s, service_id, org_id=org.org_id)

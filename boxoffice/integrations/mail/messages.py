@@ -62,6 +62,8 @@ KINDS: Mapping[str, _Kind] = {
     "booking_reminder": _Kind("Reminder", None),
     # A late payment refunded: no invite (the customer never got one for this booking).
     "payment_refunded": _Kind("Payment refunded", None, tells_refund=True),
+    # A seat from the waitlist, held for a while: no invite until it is taken.
+    "waitlist_offered": _Kind("A seat is free for you", None),
 }
 
 
@@ -119,6 +121,11 @@ def render(
         "refund": money(refund_minor, currency) if refund_minor else None,
         "manage_url": manage_url,
         "public_url": public_url,
+        "hold_until": (
+            when(p.instant("holdExpiresAt"), None, org_zone, customer_zone)
+            if payload.get("holdExpiresAt")
+            else None
+        ),
     }
     attachments: tuple[Attachment, ...] = ()
     if kind.method is not None:
