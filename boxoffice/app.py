@@ -20,14 +20,18 @@ from boxoffice.api.routes import (
     attendance,
     auth,
     bookings,
+    calendar_view,
     catalogue,
+    events,
     health,
     metrics,
     packages,
     payments,
     public,
+    scanning,
     sessions,
     side_effects,
+    tickets,
 )
 from boxoffice.db.session import Database
 from boxoffice.integrations.factory import build_adapters
@@ -122,6 +126,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         sessions.router,
         packages.router,
         attendance.router,
+        calendar_view.router,
+        events.router,
+        tickets.router,
+        scanning.router,
     ):
         app.include_router(router)
 

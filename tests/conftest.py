@@ -94,6 +94,8 @@ def postgres_url() -> Iterator[str]:
 
 
 def _truncate_all(db: Database) -> None:
+    """Empty every table a test left rows in. Only those: a TRUNCATE costs the same for
+    an empty table (new files for it and its indexes), and most tests touch few."""
     with db.engine.begin() as conn:
         tables = conn.execute(
             text(
@@ -101,9 +103,12 @@ def _truncate_all(db: Database) -> None:
                 "AND tablename <> 'alembic_version'"
             )
         ).scalars()
-        names = ", ".join(f'"{t}"' for t in tables)
-        if names:
-            conn.execute(text(f"TRUNCATE {names} CASCADE"))
+        probe = " UNION ALL ".join(
+            f"SELECT '{t}' WHERE EXISTS (SELECT 1 FROM \"{t}\")" for t in tables
+        )
+        used = [f'"{t}"' for t in conn.execute(text(probe)).scalars()] if probe else []
+        if used:
+            conn.execute(text(f"TRUNCATE {', '.join(used)} CASCADE"))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -163,7 +168,9 @@ def clock() -> Clock:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(
-        data_dir=tmp_path / "data", database_url=database_url, secret_key="test-" + uuid.uuid4().hex
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key="test-" + uuid.uuid4().hex,
     )
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from boxoffice.api.schemas import BookingStatusName, In, Out, PaymentStatusName
-from boxoffice.db.models import Booking, Organization, Payment, Refund
+from boxoffice.db.models import Booking, Organization, Payment, Refund, Ticket
 from boxoffice.domain.money import to_major
 from boxoffice.services.orders import OrderView
 
@@ -39,6 +39,28 @@ class OrderBookingOut(Out):
             end_time=session.end_at if session else None,
             price=to_major(booking.price_minor, booking.currency),
             refunded_amount=to_major(booking.refunded_minor, booking.currency),
+        )
+
+
+class OrderTicketOut(Out):
+    """A ticket of the order (``GET /api/v1/tickets/{id}`` has the rest)."""
+
+    id: uuid.UUID
+    event_id: uuid.UUID
+    status: Literal["pending", "active", "used", "expired", "cancelled", "refunded"]
+    is_paid: bool
+    price: float
+    refunded_amount: float
+
+    @classmethod
+    def of(cls, ticket: Ticket) -> OrderTicketOut:
+        return cls(
+            id=ticket.id,
+            event_id=ticket.event_id,
+            status=ticket.status,  # type: ignore[arg-type]
+            is_paid=ticket.is_paid,
+            price=to_major(ticket.price_minor, ticket.currency),
+            refunded_amount=to_major(ticket.refunded_minor, ticket.currency),
         )
 
 
@@ -73,6 +95,7 @@ class OrderPaymentOut(Out):
 class RefundOut(Out):
     id: uuid.UUID
     booking_id: uuid.UUID | None
+    ticket_id: uuid.UUID | None = None
     amount: float
     reason: str
     status: Literal["pending", "succeeded", "failed"]
@@ -85,6 +108,7 @@ class RefundOut(Out):
         return cls(
             id=r.id,
             booking_id=r.booking_id,
+            ticket_id=r.ticket_id,
             amount=to_major(r.amount_minor, currency),
             reason=r.reason,
             status=r.status,  # type: ignore[arg-type]
@@ -106,6 +130,7 @@ class OrderOut(Out):
     paid_at: datetime | None
     created_at: datetime
     bookings: list[OrderBookingOut]
+    tickets: list[OrderTicketOut] = []
     payments: list[OrderPaymentOut]
     refunds: list[RefundOut]
 
@@ -124,6 +149,7 @@ class OrderOut(Out):
             paid_at=o.paid_at,
             created_at=o.created_at,
             bookings=[OrderBookingOut.of(b) for b in view.bookings],
+            tickets=[OrderTicketOut.of(t) for t in view.tickets],
             payments=[OrderPaymentOut.of(p) for p in view.payments],
             refunds=[RefundOut.of(r, o.currency) for r in view.refunds],
         )

@@ -851,6 +851,9 @@ class Refund(Base):
     booking_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("bookings.id", ondelete="SET NULL")
     )
+    ticket_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="SET NULL")
+    )
     amount_minor: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="pending")
@@ -892,3 +895,229 @@ class OfflineCharge(Base):
     failure_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Event(Base):
+    """Something many people come to with a ticket: a conference, a concert, a webinar.
+
+    ``current_participants`` counts the tickets held (pending, active, used); the
+    conditional UPDATE that sells tickets and the CHECK below keep it within
+    ``max_participants``.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint("end_at > start_at", name="time_order"),
+        CheckConstraint("max_participants >= 1", name="max_participants"),
+        CheckConstraint(
+            "current_participants >= 0 AND current_participants <= max_participants",
+            name="current_participants",
+        ),
+        CheckConstraint("ticket_price_minor >= 0", name="price"),
+        CheckConstraint(
+            "event_type IN ('conference', 'workshop', 'webinar', 'series', 'other')",
+            name="event_type",
+        ),
+        CheckConstraint(
+            "status IN ('draft', 'published', 'cancelled', 'completed')", name="status"
+        ),
+        Index("ix_events_org_start", "org_id", "start_at"),
+        Index("ix_events_status_start", "status", "start_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    event_type: Mapped[str] = mapped_column(String(16), default="other")
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    timezone: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str] = mapped_column(String(500), default="")
+    is_online: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_participants: Mapped[int] = mapped_column(Integer)
+    current_participants: Mapped[int] = mapped_column(Integer, default=0)
+    ticket_price_minor: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    # One entry per ticket: a check-in marks it used (else people may go in and out).
+    single_entry: Mapped[bool] = mapped_column(Boolean, default=True)
+    image_url: Mapped[str | None] = mapped_column(String(2000))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class TicketType(Base):
+    """A kind of ticket to an event, with its own price, quota and sales window.
+
+    ``sold_count`` counts its tickets held (pending, active, used), kept within
+    ``quota`` by the selling UPDATE and the CHECK."""
+
+    __tablename__ = "ticket_types"
+    __table_args__ = (
+        CheckConstraint("kind IN ('standard', 'vip', 'early_bird', 'group')", name="kind"),
+        CheckConstraint("quota >= 1", name="quota"),
+        CheckConstraint("sold_count >= 0 AND sold_count <= quota", name="sold_count"),
+        CheckConstraint("price_minor >= 0", name="price"),
+        CheckConstraint("max_per_order >= 1", name="max_per_order"),
+        UniqueConstraint("event_id", "kind", name="uq_ticket_types_event_kind"),
+        UniqueConstraint("event_id", "number", name="uq_ticket_types_event_number"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    # Its number within the event: what a ticket code carries.
+    number: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    price_minor: Mapped[int] = mapped_column(Integer)
+    quota: Mapped[int] = mapped_column(Integer)
+    sold_count: Mapped[int] = mapped_column(Integer, default=0)
+    sales_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sales_end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    max_per_order: Mapped[int] = mapped_column(Integer, default=10)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class EventKey(Base):
+    """An event's Ed25519 key pair: the private key (encrypted) signs its tickets, the
+    public one is published for scanners. Retired keys still verify the codes they
+    signed until those are reissued."""
+
+    __tablename__ = "event_keys"
+    __table_args__ = (
+        UniqueConstraint("event_id", "key_id"),
+        CheckConstraint("key_id >= 0 AND key_id <= 255", name="key_id"),
+        CheckConstraint("status IN ('active', 'retired')", name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    key_id: Mapped[int] = mapped_column(Integer)
+    public_key: Mapped[str] = mapped_column(String(100))
+    private_key_encrypted: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = _created_at()
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Ticket(Base):
+    """A signed, scannable admission to an event, bought in an order.
+
+    Pending while its order waits for payment (it holds its place), then active with a
+    code; used (checked in at a single-entry event), expired, cancelled or refunded.
+    """
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'active', 'used', 'expired', 'cancelled', 'refunded')",
+            name="status",
+        ),
+        CheckConstraint("price_minor >= 0 AND refunded_minor >= 0", name="amounts"),
+        Index("ix_tickets_event_status", "event_id", "status"),
+        Index("ix_tickets_user_created", "user_id", "created_at"),
+        Index("ix_tickets_order", "order_id"),
+        Index("ix_tickets_type", "ticket_type_id"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="RESTRICT"))
+    ticket_type_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ticket_types.id", ondelete="RESTRICT")
+    )
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    holder_name: Mapped[str | None] = mapped_column(String(200))
+    holder_email: Mapped[str | None] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(16))
+    is_paid: Mapped[bool] = mapped_column(Boolean, default=False)
+    price_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    refunded_minor: Mapped[int] = mapped_column(Integer, default=0)
+    # The signed code (None until issued) and what it says.
+    code: Mapped[str | None] = mapped_column(String(200), unique=True)
+    key_id: Mapped[int | None] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class TicketRevocation(Base):
+    """A ticket code no longer valid (the ticket changed or was cancelled), by the
+    fingerprint of its claims; scanners download the list."""
+
+    __tablename__ = "ticket_revocations"
+    __table_args__ = (UniqueConstraint("event_id", "fingerprint"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TicketScan(Base):
+    """One scan at a door: what was shown, where, by whom, and what was decided.
+
+    ``nonce`` is the scanner's id for the scan: a retried request (or a re-uploaded
+    offline batch) with the same nonce is the same scan."""
+
+    __tablename__ = "ticket_scans"
+    __table_args__ = (
+        CheckConstraint("scan_type IN ('check_in', 'check_out', 'access')", name="scan_type"),
+        CheckConstraint("result IN ('accepted', 'refused')", name="result"),
+        UniqueConstraint("event_id", "nonce"),
+        Index("ix_ticket_scans_ticket_scanned", "ticket_id", "scanned_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    ticket_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE")
+    )
+    scan_type: Mapped[str] = mapped_column(String(16))
+    location: Mapped[str] = mapped_column(String(200), default="")
+    scanner_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    device_id: Mapped[str | None] = mapped_column(String(100))
+    nonce: Mapped[str] = mapped_column(String(100))
+    result: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(String(300), default="")
+    is_offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    scanned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Subscription(Base):
+    """A member's plan at an organisation (a gym membership, a coworking pass): while
+    active it gives access to the organisation's rooms, sessions and events."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'cancelled', 'expired')", name="status"),
+        Index("ix_subscriptions_user_org", "user_id", "org_id"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org_id(index=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    plan: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = _created_at()

@@ -15,7 +15,7 @@ from typing import cast
 from sqlalchemy import Table, select, update
 
 from boxoffice.db.locking import for_update
-from boxoffice.db.models import Booking, Order, Session
+from boxoffice.db.models import Booking, Order, Session, Ticket
 from boxoffice.db.session import Db
 from boxoffice.domain.bookings import BookingStatus, PaymentStatus
 from boxoffice.domain.payments import ClosedReason, OrderStatus
@@ -25,6 +25,7 @@ from boxoffice.services.bookings import Owner, cancel_booking, change_status
 
 _BOOKINGS = cast(Table, Booking.__table__)
 _SESSIONS = cast(Table, Session.__table__)
+_TICKETS = cast(Table, Ticket.__table__)
 _REMINDER_NAMESPACE = uuid.UUID("6f1c7f5e-2d4b-4c35-9a51-0b6f3d1e8a20")
 
 
@@ -183,3 +184,28 @@ def settle_bookings(db: Db, session_ids: Sequence[uuid.UUID], *, now: datetime) 
             now=now,
         )
     return len(participants)
+
+
+def expire_tickets(db: Db, *, now: datetime, limit: int = 500) -> int:
+    """Active tickets past their window become expired, and stop counting as held.
+
+    The conditional UPDATE claims each ticket once, so two workers running this at the
+    same time expire it once (on PostgreSQL the candidates are picked SKIP LOCKED).
+    """
+    candidates = (
+        select(Ticket.id)
+        .where(Ticket.status == "active", Ticket.valid_until <= now)
+        .order_by(Ticket.id)
+        .limit(limit)
+    )
+    ids = list(db.execute(_skip_locked(db, candidates)).scalars())  # type: ignore[call-overload]
+    if not ids:
+        return 0
+    expired = db.execute(
+        update(_TICKETS)
+        .where(_TICKETS.c.id.in_(ids), _TICKETS.c.status == "active")
+        .values(status="expired", updated_at=now)
+        .returning(_TICKETS.c.ticket_type_id, _TICKETS.c.event_id)
+    ).all()
+    orders.return_places(db, [(row[0], row[1]) for row in expired])
+    return len(expired)

@@ -13,21 +13,26 @@ and records the answer, retrying until the gateway accepts.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select, update
 
 from boxoffice.db.locking import for_update
 from boxoffice.db.models import (
     Booking,
     BookingStatusChange,
+    Event,
     Order,
     Organization,
     Payment,
     Refund,
     Session,
+    Ticket,
+    TicketType,
 )
 from boxoffice.db.session import Db
 from boxoffice.domain.bookings import PaymentStatus
@@ -86,6 +91,7 @@ class OrderView:
     bookings: list[Booking]
     payments: list[Payment]
     refunds: list[Refund]
+    tickets: list[Ticket] = field(default_factory=list)
 
 
 def get_order(
@@ -109,7 +115,10 @@ def get_order(
             .order_by(Refund.created_at)
         ).scalars()
     )
-    return OrderView(order, order_bookings(db, order_id), payments, refunds)
+    tickets = list(
+        db.execute(select(Ticket).where(Ticket.order_id == order_id).order_by(Ticket.id)).scalars()
+    )
+    return OrderView(order, order_bookings(db, order_id), payments, refunds, tickets)
 
 
 def order_bookings(db: Db, order_id: uuid.UUID) -> list[Booking]:
@@ -212,7 +221,11 @@ def close_if_unpaid(db: Db, order_id: uuid.UUID, reason: ClosedReason, *, now: d
         .select_from(Booking)
         .where(Booking.order_id == order_id, Booking.status.in_(_LIVE))
     ).scalar_one()
-    if live or not _credits_closed(db, order_id, reason, now=now):
+    if (
+        live
+        or not _credits_closed(db, order_id, reason, now=now)
+        or not _tickets_closed(db, order_id, reason, now=now)
+    ):
         return
     order.status = (
         OrderStatus.FAILED if reason is ClosedReason.PAYMENT_FAILED else OrderStatus.CANCELLED
@@ -272,6 +285,65 @@ def _credits_closed(db: Db, order_id: uuid.UUID, reason: ClosedReason, *, now: d
     return True
 
 
+# --- events: an order's tickets (see services.tickets) ---------------------------------------
+
+_TICKET_TYPES = cast(Table, TicketType.__table__)
+_EVENTS = cast(Table, Event.__table__)
+_RETURN_TYPE_PLACES = (
+    update(_TICKET_TYPES)
+    .where(_TICKET_TYPES.c.id == bindparam("type_id"))
+    .values(sold_count=_TICKET_TYPES.c.sold_count - bindparam("n"))
+)
+_RETURN_EVENT_PLACES = (
+    update(_EVENTS)
+    .where(_EVENTS.c.id == bindparam("event_id"))
+    .values(current_participants=_EVENTS.c.current_participants - bindparam("n"))
+)
+
+
+def return_places(db: Db, places: Collection[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Put back on sale the places of tickets that no longer hold one, given as (ticket
+    type id, event id) per ticket: each ticket type's count, then each event's (the lock
+    order of every path that changes both, in id order). Caller has just moved the
+    tickets out of pending/active/used."""
+    by_type = Counter(type_id for type_id, _ in places)
+    by_event = Counter(event_id for _, event_id in places)
+    for type_id in sorted(by_type, key=lambda i: i.bytes):
+        db.execute(_RETURN_TYPE_PLACES, {"type_id": type_id, "n": by_type[type_id]})
+    for event_id in sorted(by_event, key=lambda i: i.bytes):
+        db.execute(_RETURN_EVENT_PLACES, {"event_id": event_id, "n": by_event[event_id]})
+
+
+def _tickets_closed(db: Db, order_id: uuid.UUID, reason: ClosedReason, *, now: datetime) -> bool:
+    """An order about to close unpaid: its pending tickets are released (cancelled, their
+    places back on sale) when it closes for want of payment; any other closing (a
+    customer cancelling one ticket) waits until none is pending. Their codes are not
+    revoked: never shown, and a late payment may revive them. True if the order may
+    close."""
+    pending = list(
+        db.execute(
+            for_update(
+                db,
+                select(Ticket)
+                .where(Ticket.order_id == order_id, Ticket.status == "pending")
+                .order_by(Ticket.id),
+            ).execution_options(populate_existing=True)
+        ).scalars()
+    )
+    if not pending:
+        return True
+    if reason not in (ClosedReason.PAYMENT_FAILED, ClosedReason.PAYMENT_TIMEOUT):
+        return False
+    for ticket in pending:
+        ticket.status = "cancelled"
+        ticket.cancelled_at = now
+        ticket.hold_expires_at = None
+        ticket.updated_at = now
+    db.flush()
+    return_places(db, [(t.ticket_type_id, t.event_id) for t in pending])
+    return True
+
+
 def request_refund(
     db: Db,
     order_id: uuid.UUID,
@@ -280,6 +352,7 @@ def request_refund(
     reason: str,
     now: datetime,
     booking_id: uuid.UUID | None = None,
+    ticket_id: uuid.UUID | None = None,
     payment: Payment | None = None,
 ) -> Refund | None:
     """Ask for ``amount_minor`` back from ``payment`` (by default the order's succeeded
@@ -310,6 +383,7 @@ def request_refund(
         org_id=payment.org_id,
         payment_id=payment.id,
         booking_id=booking_id,
+        ticket_id=ticket_id,
         amount_minor=amount,
         reason=reason,
         status=RefundState.PENDING.value,

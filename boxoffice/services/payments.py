@@ -38,7 +38,7 @@ from boxoffice.domain.payments import (
     OrderStatus,
     PaymentState,
 )
-from boxoffice.services import appointments, orders, outbox, packages
+from boxoffice.services import appointments, orders, outbox, packages, tickets
 from boxoffice.services.booking_events import BookingEvent, event_row
 from boxoffice.services.bookings import (
     Owner,
@@ -313,6 +313,12 @@ def _succeeded(db: Db, order: Order, payment: Payment, *, now: datetime) -> str:
     if expired and not _revive(db, expired, now=now):
         _refund_late(db, order, payment, now=now)
         return "refunded_late"
+    # An event order's tickets: active and paid, those released for want of payment back
+    # if their places are free (else the payment goes back whole).
+    tickets_given_up = tickets.settle_paid_order(db, order, now=now)
+    if tickets_given_up is None:
+        _refund_late(db, order, payment, now=now)
+        return "refunded_late"
     for booking in bookings:
         if booking.status == BookingStatus.PENDING:
             confirm_paid(
@@ -325,6 +331,7 @@ def _succeeded(db: Db, order: Order, payment: Payment, *, now: datetime) -> str:
             )
     # What the customer cancelled themselves while the order waited goes back.
     given_up = sum(b.price_minor for b in bookings if b.status == BookingStatus.CANCELLED)
+    given_up += tickets_given_up
     if given_up:
         orders.request_refund(
             db, order.id, given_up, reason="cancelled_before_payment", now=now, payment=payment
@@ -449,6 +456,8 @@ def _refund_late(db: Db, order: Order, payment: Payment, *, now: datetime) -> No
     refund = orders.request_refund(
         db, order.id, payment.amount_minor, reason="late_payment", now=now, payment=payment
     )
+    if refund is not None and tickets.refund_late_notice(db, order, refund.amount_minor, now=now):
+        return
     bookings = orders.order_bookings(db, order.id)
     if refund is None or not bookings or bookings[0].session is None:
         return

@@ -27,6 +27,7 @@ from boxoffice.observability import DELIVERIES, JOB_RUNS, WORKER_HEARTBEAT
 from boxoffice.services import (
     booking_events,
     calendars,
+    events,
     jobs,
     outbox,
     packages,
@@ -88,6 +89,7 @@ class Worker:
             _Periodic("calendar_sync", 30, self._sync_calendars),
             _Periodic("waitlists", 5, self._serve_waitlists),
             _Periodic("expire_credits", 300, self._expire_credits),
+            _Periodic("expire_tickets", 60, self._expire_tickets),
             _Periodic(
                 "reconcile_payments",
                 settings.payment_reconcile_interval_s,
@@ -278,6 +280,13 @@ class Worker:
     def _expire_credits(self, now: datetime) -> int:
         with self.database.write() as db:
             return packages.expire_credits(db, now=now)
+
+    def _expire_tickets(self, now: datetime) -> int:
+        """Tickets past their window expire; events that have ended are completed."""
+        with self.database.write() as db:
+            events.complete_events(db, now=now)
+        with self.database.write() as db:
+            return jobs.expire_tickets(db, now=now)
 
     def _reconcile_payments(self, now: datetime) -> int:
         return payments.reconcile(

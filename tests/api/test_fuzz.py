@@ -52,7 +52,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_api_never_fails_and_keeps_its_contract(case, seeded) -> None:
     case.call_and_validate(
         headers=seeded[1],

@@ -16,6 +16,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from boxoffice.domain.checkin import (
+    OfflineScan,
+    Resolution,
+    Scan,
+    ScanType,
+    apply_scan,
+    decide_scan,
+    resolve_offline_scans,
+)
 from boxoffice.domain.errors import DomainError, InvalidInput, InvalidSignature
 from boxoffice.domain.tickets import (
     CODE_CHARS,
@@ -23,18 +32,12 @@ from boxoffice.domain.tickets import (
     PAYLOAD_LAYOUT,
     SIGNING_CONTEXT,
     InvalidTicketCode,
-    OfflineScan,
     Refusal,
-    Resolution,
-    Scan,
-    ScanType,
     TicketClaims,
     TicketStatus,
-    apply_scan,
     check_ticket,
     claims_fingerprint,
     code_fingerprint,
-    decide_scan,
     event_tag,
     generate_signing_key,
     load_private_key,
@@ -44,7 +47,6 @@ from boxoffice.domain.tickets import (
     private_key_bytes,
     public_key_text,
     read_ticket,
-    resolve_offline_scans,
     sign_ticket,
 )
 from boxoffice.integrations.qr import qr_png, qr_size, qr_svg
@@ -774,3 +776,32 @@ def test_plain_strings_from_storage_work_like_the_enums() -> None:
     history = [Scan(stored, DURING, "Gate A")]
     refused = apply_scan(history, stored, now=DURING, is_single_entry=False)
     assert refused.reason is Refusal.ALREADY_CHECKED_IN
+
+
+def test_a_pending_ticket_is_unpaid_and_says_so() -> None:
+    check = check_ticket(
+        claims(),
+        status=TicketStatus.PENDING,
+        is_revoked=False,
+        is_paid=False,
+        event_id=EVENT,
+        now=DURING,
+    )
+    assert (check.reason, check.message) == (Refusal.UNPAID, "Ticket is pending")
+
+
+def test_libsodium_and_openssl_verify_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Codes are verified with libsodium when PyNaCl is there, else with OpenSSL."""
+    from boxoffice.domain import tickets
+
+    assert tickets.HAS_SODIUM
+    raw = bytearray(base64.b32decode(CODE + "=" * (-len(CODE) % 8)))
+    raw[PAYLOAD_BYTES + 5] ^= 1
+    forged = b32(bytes(raw))
+    for verify in (tickets._verify_with_sodium, tickets._verify_with_openssl):
+        monkeypatch.setattr(tickets, "_verify", verify)
+        assert read_ticket(CODE, KEYS) == claims()
+        with pytest.raises(InvalidTicketCode):
+            read_ticket(forged, KEYS)
+        with pytest.raises(InvalidTicketCode):
+            read_ticket(sign_ticket(claims(), KEY_2, 1), KEYS)

@@ -11,6 +11,9 @@ Payload (JSON)::
      payment_refunded only),
      "previousStartAt": str | None (rescheduled only), "manageUrl": str | None}
 
+Ticket mails (``ticket_issued``, ``ticket_cancelled``) have their own payload, see
+:func:`render_ticket`.
+
 Confirmed and rescheduled mails carry an iTIP REQUEST (one UID per booking, the
 payload's sequence), cancelled ones a CANCEL. Reminders carry none: the customer's
 calendar already holds the current invite, and a repeated REQUEST makes some clients
@@ -31,6 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 
 from boxoffice.domain.money import exponent, to_major
+from boxoffice.integrations import qr
 from boxoffice.integrations.calendar import ics
 from boxoffice.services.ports import Attachment, CalendarEvent, Email
 
@@ -81,6 +85,8 @@ def render(
     organisation's name is used instead. ``stamp`` becomes the invite's DTSTAMP.
     """
     kind_name = payload.get("kind")
+    if isinstance(kind_name, str) and kind_name in TICKET_KINDS:
+        return render_ticket(payload, message_id=message_id, public_url=public_url)
     kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
         raise ValueError(f"Unknown mail kind {kind_name!r}.")
@@ -159,6 +165,74 @@ def render(
         attachments = (Attachment("invite.ics", content_type, data),)
     return Email(
         to=to,
+        subject=subject,
+        text=_environment().get_template(f"{kind_name}.txt").render(context),
+        html=_environment().get_template(f"{kind_name}.html").render(context),
+        message_id=message_id,
+        attachments=attachments,
+    )
+
+
+# --- tickets -------------------------------------------------------------------------------
+
+TICKET_KINDS: Mapping[str, str] = {
+    "ticket_issued": "Your ticket",
+    "ticket_cancelled": "Ticket cancelled",
+}
+
+
+def render_ticket(payload: Mapping[str, Any], *, message_id: str, public_url: str) -> Email:
+    """A ticket's email. Payload (JSON)::
+
+        {"kind": "ticket_issued" | "ticket_cancelled", "ticketId": str, "to": str,
+         "customerName": str | None, "orgName": str, "orgTimezone": IANA str (the
+         event's), "title": str (the event), "ticketType": str, "startAt": str,
+         "endAt": str, "location": str, "priceMinor": int, "currency": str,
+         "isPaid": bool, "refundMinor": int, "reason": str
+         ("cancelled" | "by_organiser" | "late_payment" for cancelled ones),
+         "code": str (issued only)}
+
+    An issued ticket carries its code as text and as a QR code (PNG attachment).
+    """
+    kind_name = payload.get("kind")
+    if not isinstance(kind_name, str) or kind_name not in TICKET_KINDS:
+        raise ValueError(f"Unknown ticket mail kind {kind_name!r}.")
+    p = _Payload(payload)
+    ticket_id = p.text("ticketId")
+    customer_name = p.optional_text("customerName")
+    zone = p.zone("orgTimezone")
+    title = p.text("title")
+    start_at, end_at = p.instant("startAt"), p.instant("endAt")
+    if end_at <= start_at:
+        raise ValueError("Payload endAt is not after startAt.")
+    currency = p.text("currency").upper()
+    price_minor = p.integer("priceMinor")
+    refund_minor = p.integer("refundMinor")
+    code = p.text("code") if kind_name == "ticket_issued" else None
+    subject = f"{TICKET_KINDS[kind_name]}: {title}, {_short(start_at, zone)}"
+    context = {
+        "subject": subject,
+        "greeting": f"Hello {customer_name}," if customer_name else "Hello,",
+        "org_name": p.optional_text("orgName") or "Box Office",
+        "title": title,
+        "ticket_type": p.optional_text("ticketType") or "",
+        "when": when(start_at, end_at, zone),
+        "previous_when": None,
+        "location": p.optional_text("location") or "",
+        "price": money(price_minor, currency) if price_minor else None,
+        "pay_at_desk": bool(price_minor) and payload.get("isPaid") is False,
+        "refund": money(refund_minor, currency) if refund_minor else None,
+        "reason": p.optional_text("reason") or "",
+        "code": code,
+        "ticket_ref": ticket_id[:8].upper(),
+        "manage_url": None,
+        "public_url": public_url,
+    }
+    attachments: tuple[Attachment, ...] = ()
+    if code is not None:
+        attachments = (Attachment(f"ticket-{ticket_id[:8]}.png", "image/png", qr.qr_png(code)),)
+    return Email(
+        to=p.text("to"),
         subject=subject,
         text=_environment().get_template(f"{kind_name}.txt").render(context),
         html=_environment().get_template(f"{kind_name}.html").render(context),

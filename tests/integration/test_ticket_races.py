@@ -1,0 +1,141 @@
+"""Ticket sales racing against a live server (`boxoffice serve --workers 2`): real
+processes, real HTTP, all requests released together."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from boxoffice.db.models import Event, Ticket, TicketType, User
+from boxoffice.db.session import Database
+from boxoffice.services import auth, event_keys
+from boxoffice.services.organizations import create_organization
+from tests.integration.test_concurrency import _fire, _free_port, _request
+
+BUYERS = 200
+QUOTA = 50
+
+
+@pytest.fixture
+def secret_key() -> str:
+    return uuid.uuid4().hex
+
+
+@pytest.fixture
+def ticket_server(database_url: str, tmp_path: Path, secret_key: str) -> Iterator[str]:
+    """`boxoffice serve --workers 2` on the test database, with a secret the test knows
+    (event keys are stored encrypted with it)."""
+    port = _free_port()
+    env = os.environ | {
+        "BOXOFFICE_DATABASE_URL": database_url,
+        "BOXOFFICE_DATA_DIR": str(tmp_path / "data"),
+        "BOXOFFICE_SECRET_KEY": secret_key,
+    }
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "boxoffice.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if _request(base, "GET", "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((tmp_path / "server.log").read_text())
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
+
+
+def _buyers(database: Database, secret_key: str, n: int) -> list[dict[str, str]]:
+    """``n`` accounts with tokens issued directly (no password hashing, no sign-in)."""
+    now = datetime.now(UTC)
+    users = [
+        User(email=f"b{i}-{uuid.uuid4().hex[:6]}@example.com", name="Buyer", password_hash="x")
+        for i in range(n)
+    ]
+    with database.write() as s:
+        s.add_all(users)
+        s.flush()
+        tokens = [auth.issue_token(u, secret=secret_key, now=now, ttl_s=3600) for u in users]
+    return [{"Authorization": f"Bearer {t}"} for t in tokens]
+
+
+@pytest.mark.parametrize("price_minor", [0, 2000], ids=["free", "priced"])
+def test_200_buyers_race_for_50_tickets(
+    database: Database, ticket_server: str, secret_key: str, price_minor: int
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    with database.write() as s:
+        org = create_organization(s, slug="race", name="Race", timezone="UTC", currency="EUR")
+        event = Event(
+            org_id=org.id,
+            name="Launch",
+            description="",
+            start_at=now + timedelta(days=3),
+            end_at=now + timedelta(days=3, hours=3),
+            timezone="UTC",
+            location="",
+            max_participants=1000,
+            current_participants=0,
+            ticket_price_minor=price_minor,
+            currency="EUR",
+            status="published",
+            metadata_={},
+        )
+        s.add(event)
+        s.flush()
+        ticket_type = TicketType(
+            org_id=org.id,
+            event_id=event.id,
+            number=1,
+            kind="standard",
+            name="Standard",
+            price_minor=price_minor,
+            quota=QUOTA,
+            sold_count=0,
+            max_per_order=10,
+        )
+        s.add(ticket_type)
+        event_keys.create_key(s, event, secret_key=secret_key, now=now)
+        event_id, type_id = event.id, ticket_type.id
+    buyers = _buyers(database, secret_key, BUYERS)
+    body = {"eventId": str(event_id), "ticketType": "standard", "quantity": 1}
+    results = _fire(ticket_server, [("/api/v1/tickets/purchase", body, b) for b in buyers])
+    codes = Counter(status for status, _ in results)
+    assert codes == {201: QUOTA, 409: BUYERS - QUOTA}, codes
+    assert {r["error"]["code"] for status, r in results if status == 409} == {"slot_full"}
+    with database.read() as s:
+        held = s.execute(
+            select(func.count()).where(
+                Ticket.event_id == event_id, Ticket.status.in_(("pending", "active", "used"))
+            )
+        ).scalar_one()
+        sold = s.get(TicketType, type_id)
+        ev = s.get(Event, event_id)
+        assert sold is not None and ev is not None
+        assert held == sold.sold_count == ev.current_participants == QUOTA
+        codes_issued = s.execute(
+            select(func.count(func.distinct(Ticket.code))).where(Ticket.event_id == event_id)
+        ).scalar_one()
+        assert codes_issued == QUOTA
