@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
@@ -47,13 +48,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def serving(database_url: str, tmp_path: Path, secret_key: str | None = None) -> Iterator[str]:
+    """`boxoffice serve --workers 2` on the test database, until the block ends; its
+    address. ``secret_key``: the instance secret, when the test needs to know it."""
     port = _free_port()
     env = os.environ | {
         "BOXOFFICE_DATABASE_URL": database_url,
         "BOXOFFICE_DATA_DIR": str(tmp_path / "data"),
-        "BOXOFFICE_SECRET_KEY": uuid.uuid4().hex,
+        "BOXOFFICE_SECRET_KEY": secret_key or uuid.uuid4().hex,
     }
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
@@ -79,6 +82,12 @@ def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=15)
         log.close()
+
+
+@pytest.fixture
+def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
+    with serving(database_url, tmp_path) as base:
+        yield base
 
 
 def _request(

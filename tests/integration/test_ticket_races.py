@@ -3,10 +3,6 @@ processes, real HTTP, all requests released together."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +16,7 @@ from boxoffice.db.models import Event, Ticket, TicketType, User
 from boxoffice.db.session import Database
 from boxoffice.services import auth, event_keys
 from boxoffice.services.organizations import create_organization
-from tests.integration.test_concurrency import _fire, _free_port, _request
+from tests.integration.test_concurrency import _fire, serving
 
 BUYERS = 200
 QUOTA = 50
@@ -33,38 +29,10 @@ def secret_key() -> str:
 
 @pytest.fixture
 def ticket_server(database_url: str, tmp_path: Path, secret_key: str) -> Iterator[str]:
-    """`boxoffice serve --workers 2` on the test database, with a secret the test knows
-    (event keys are stored encrypted with it)."""
-    port = _free_port()
-    env = os.environ | {
-        "BOXOFFICE_DATABASE_URL": database_url,
-        "BOXOFFICE_DATA_DIR": str(tmp_path / "data"),
-        "BOXOFFICE_SECRET_KEY": secret_key,
-    }
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "boxoffice.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if _request(base, "GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "server.log").read_text())
-            time.sleep(0.1)
+    """The live server, with a secret the test knows (event keys are stored encrypted
+    with it)."""
+    with serving(database_url, tmp_path, secret_key) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
 
 
 def _buyers(database: Database, secret_key: str, n: int) -> list[dict[str, str]]:
