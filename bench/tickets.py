@@ -44,6 +44,7 @@ from typing import Any
 
 from harness import log
 from harness.cli import add_out_option, new_parser, results_path
+from harness.cpu import server_cpu_meter
 from harness.database import connected_engine, fresh_database, migrated_database
 from harness.report import machine_info, machine_lines, report_header, run_benchmark
 from harness.server import Client, Server, serving
@@ -166,10 +167,12 @@ def seed_buyers(database: Database, secret: str, n: int) -> list[str]:
 
 
 def drive(
-    port: int, tokens: list[str], event_id: str, opts: Options, *, until_sold_out: bool
+    server: Server, tokens: list[str], event_id: str, opts: Options, *, until_sold_out: bool
 ) -> dict[str, Any]:
     """All buyers at once, a closed loop; what happened in the measured window."""
-    buyers = [Buyer(port, t, timeout_s=60) for t in tokens]
+    buyers = [Buyer(server.port, t, timeout_s=60) for t in tokens]
+    meter = server_cpu_meter(server.worker_pids())
+    cores: dict[str, float] = {}
     for b in buyers:
         b.connect()
     barrier = threading.Barrier(len(buyers) + 1)
@@ -194,7 +197,10 @@ def drive(
             t.join()
         window = (started, time.perf_counter())
     else:
-        time.sleep(opts.warmup_s + opts.seconds)
+        time.sleep(opts.warmup_s)
+        meter.start()
+        time.sleep(opts.seconds)
+        cores = {k: round(v, 2) for k, v in meter.stop().items()}
         window = (started + opts.warmup_s, started + opts.warmup_s + opts.seconds)
         stop.set()
         for t in threads:
@@ -213,6 +219,7 @@ def drive(
         "sold_per_s": round(statuses.get("201", 0) / seconds, 1),
         "p50_ms": round(1000 * latencies[len(latencies) // 2], 1) if latencies else None,
         "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 1) if latencies else None,
+        "cores": cores,
     }
 
 
@@ -273,13 +280,13 @@ def run(opts: Options) -> dict[str, Any]:
                 event_id = seed_event(database, org_id, secret, quota=10_000_000, price_minor=price)
                 with engine.connect() as conn:
                     conn.execute(text("CHECKPOINT"))
-                result = drive(server.port, tokens, event_id, opts, until_sold_out=False)
+                result = drive(server, tokens, event_id, opts, until_sold_out=False)
                 log(f"run {i + 1}: {result['sold_per_s']} sold/s {result['statuses']}")
                 runs.append(result)
             event_id = seed_event(
                 database, org_id, secret, quota=opts.sellout_quota, price_minor=price
             )
-            sellout = drive(server.port, tokens, event_id, opts, until_sold_out=True)
+            sellout = drive(server, tokens, event_id, opts, until_sold_out=True)
             log(f"sell-out: {sellout['all_statuses']}")
         checks = audit(engine)
         log(f"audit: {checks}")
@@ -339,16 +346,22 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Throughput",
         "",
-        "| Run | Sold/s | p50 ms | p99 ms | Statuses |",
-        "|--:|--:|--:|--:|---|",
+        "| Run | Sold/s | p50 ms | p99 ms | Statuses | Cores: server | PostgreSQL | buyers "
+        "| machine |",
+        "|--:|--:|--:|--:|---|--:|--:|--:|--:|",
     ]
     for i, r in enumerate(report["runs"], 1):
+        c = r["cores"]
         lines.append(
-            f"| {i} | {r['sold_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['statuses']} |"
+            f"| {i} | {r['sold_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['statuses']} "
+            f"| {c['server']} | {c['postgres']} | {c['client']} | {c['machine']} |"
         )
     lines += [
         f"| **median** | **{report['median_sold_per_s']}** | {report['median_p50_ms']} | "
-        f"{report['median_p99_ms']} | |",
+        f"{report['median_p99_ms']} | | | | | |",
+        "",
+        "Cores: the average CPU cores busy in the measured window (the server's processes, "
+        "every PostgreSQL process, the buyers' threads, the whole machine of 2).",
         "",
         "## Sell-out",
         "",

@@ -7,16 +7,28 @@ but never commit.
 SQLite: WAL, a busy timeout, and every write transaction opened with
 ``BEGIN IMMEDIATE`` so writers are serialised and a check-then-write cannot
 race; read transactions use a plain ``BEGIN`` and never take the write lock.
+
+PostgreSQL: reads run each statement on its own (autocommit), which is what a READ
+COMMITTED transaction gives a reader anyway (every statement its own snapshot) without
+the BEGIN and COMMIT round trips; pooled connections are tested only after sitting
+idle (:func:`_ping_when_idle`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    OperationalError,
+)
 from sqlalchemy.orm import Session as Db
 from sqlalchemy.orm import sessionmaker
 
@@ -50,14 +62,42 @@ def make_engine(url: str, *, pool_size: int = 16, busy_timeout_ms: int = 5000) -
         )
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
-        pool_pre_ping=True,
         # Instants come back in UTC, as stored, with nothing to convert per value.
         connect_args={"options": "-c timezone=UTC"},
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection unused for this long is tested before it is handed out.
+IDLE_PING_S = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Test a pooled connection before use if it sat idle (a restarted or failed-over
+    database leaves the pool holding dead connections): a busy server's connections
+    are in use again within milliseconds and skip the round trip the pool's own
+    ``pool_pre_ping`` costs every request. A dead one is replaced, as with pre-ping."""
+
+    @event.listens_for(engine, "checkin")
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_S:
+            return
+        try:
+            answered = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # whatever a dead socket raises: replace the connection
+            raise DisconnectionError("A pooled connection no longer answers.") from exc
+        if not answered:
+            raise DisconnectionError("A pooled connection no longer answers.")
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -86,7 +126,9 @@ class Database:
         self._writer = sessionmaker(engine, expire_on_commit=False)
         read_engine = engine.execution_options(**{_READ_ONLY: True})
         if not self.is_sqlite:
-            read_engine = read_engine.execution_options(postgresql_readonly=True)
+            # Reads without BEGIN and COMMIT: two round trips fewer. Each statement sees
+            # what was committed when it started, as in a READ COMMITTED transaction.
+            read_engine = read_engine.execution_options(isolation_level="AUTOCOMMIT")
         self._reader = sessionmaker(read_engine, expire_on_commit=False)
 
     @classmethod
@@ -101,7 +143,8 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Db]:
-        """One read-only transaction (on SQLite it never takes the write lock)."""
+        """Reads: one transaction on SQLite (never taking the write lock), statements
+        on their own on PostgreSQL."""
         with self._reader() as db, _translated(), db.begin():
             yield db
 

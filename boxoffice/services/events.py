@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, exists, func, select, update
 
-from boxoffice.db.locking import for_update
+from boxoffice.db.locking import for_update, queue_for
 from boxoffice.db.models import Event, EventKey, Ticket, TicketType
 from boxoffice.db.session import Db
 from boxoffice.domain.errors import Conflict, IllegalTransition, InvalidInput, NotFound
@@ -211,7 +211,12 @@ def _apply(event: Event, values: dict[str, Any], *, now: datetime, new: bool) ->
 
 
 def lock_event(db: Db, event_id: uuid.UUID, *, org_id: uuid.UUID) -> Event:
-    db.execute(for_update(db, select(Event.id).where(Event.id == event_id)))
+    """The event, locked for a change by its organiser. In line with its sales first
+    (``locking.queue_for``), and a lock that lets sales in progress keep the event's
+    row referred to (``keep_key``): a cancellation otherwise waits for a sale that waits
+    for it (a deadlock)."""
+    queue_for(db, event_id)
+    db.execute(for_update(db, select(Event.id).where(Event.id == event_id), keep_key=True))
     event = db.get(Event, event_id, populate_existing=True)
     if event is None or event.org_id != org_id:
         raise NotFound("Event not found.", {"eventId": str(event_id)})

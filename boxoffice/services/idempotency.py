@@ -23,12 +23,21 @@ def fingerprint(request: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def claim(db: Db, *, scope: str, key: str, request_hash: str, now: datetime) -> uuid.UUID | None:
+def claim(
+    db: Db,
+    *,
+    scope: str,
+    key: str,
+    request_hash: str,
+    now: datetime,
+    resource: tuple[str, uuid.UUID] | None = None,
+) -> uuid.UUID | None:
     """Claim ``key`` for this request, or return the resource its first use created.
 
     Returns None when this request is the first with the key; the caller then
-    creates the resource and calls :func:`complete` in the same transaction. If that
-    transaction fails, the claim is rolled back with it and a retry starts afresh.
+    creates the resource and, unless it named it up front (``resource``: its type and
+    id), calls :func:`complete` in the same transaction. If that transaction fails,
+    the claim is rolled back with it and a retry starts afresh.
     """
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidInput(
@@ -39,8 +48,8 @@ def claim(db: Db, *, scope: str, key: str, request_hash: str, now: datetime) -> 
         "scope": scope,
         "key": key,
         "request_hash": request_hash,
-        "resource_type": "",
-        "resource_id": None,
+        "resource_type": resource[0] if resource else "",
+        "resource_id": resource[1] if resource else None,
         "created_at": now,
     }
     if insert_if_absent(db, IdempotencyKey.__table__, values, ("scope", "key")):  # type: ignore[arg-type]

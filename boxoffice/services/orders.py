@@ -21,7 +21,7 @@ from typing import cast
 
 from sqlalchemy import Table, bindparam, func, select, update
 
-from boxoffice.db.locking import for_update
+from boxoffice.db.locking import for_update, queue_for
 from boxoffice.db.models import (
     Booking,
     BookingStatusChange,
@@ -303,11 +303,14 @@ _RETURN_EVENT_PLACES = (
 
 def return_places(db: Db, places: Collection[tuple[uuid.UUID, uuid.UUID]]) -> None:
     """Put back on sale the places of tickets that no longer hold one, given as (ticket
-    type id, event id) per ticket: each ticket type's count, then each event's (the lock
-    order of every path that changes both, in id order). Caller has just moved the
-    tickets out of pending/active/used."""
+    type id, event id) per ticket: in line for each event (``locking.queue_for``), then
+    each ticket type's count, then each event's (the lock order of every path that
+    changes both, in id order). Caller has just moved the tickets out of
+    pending/active/used."""
     by_type = Counter(type_id for type_id, _ in places)
     by_event = Counter(event_id for _, event_id in places)
+    for event_id in sorted(by_event, key=lambda i: i.bytes):
+        queue_for(db, event_id)
     for type_id in sorted(by_type, key=lambda i: i.bytes):
         db.execute(_RETURN_TYPE_PLACES, {"type_id": type_id, "n": by_type[type_id]})
     for event_id in sorted(by_event, key=lambda i: i.bytes):

@@ -2,10 +2,12 @@
 
 Every sale takes its places with two conditional UPDATEs, the ticket type's then the
 event's (``_TAKE_TYPE_PLACES``, ``_TAKE_EVENT_PLACES``): each is the lock, the re-check
-and the write at once, so concurrent buyers queue on the ticket type row and the loser
-gets a clear 409; the CHECK constraints on both counts are the backstop. Every path
-that changes both counts touches them in that order (ticket type, then event), after
-the order and the tickets (see services.orders).
+and the write at once, so the loser of a race gets a clear 409; the CHECK constraints
+on both counts are the backstop. Concurrent buyers of one event queue for it just
+before (``locking.queue_for``), as do the organiser's changes to the event
+(``events.lock_event``). Every path that changes both counts touches them in that
+order (ticket type, then event), after the order and the tickets (see
+services.orders).
 
 A ticket's code is signed when the ticket is created, with its event's active key, but
 shown (API, email) only once the ticket is active: a pending ticket's code never leaves
@@ -25,9 +27,9 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, exists, func, select, update
 
-from boxoffice.db.locking import for_update, insert_if_absent
+from boxoffice.db.locking import for_update, insert_if_absent, queue_for
 from boxoffice.db.models import (
     Event,
     Order,
@@ -59,21 +61,29 @@ _TYPES = cast(Table, TicketType.__table__)
 _EVENTS = cast(Table, Event.__table__)
 _TAKE_TYPE_PLACES = (
     update(_TYPES)
-    .where(
-        _TYPES.c.id == bindparam("type_id"), _TYPES.c.sold_count + bindparam("n") <= _TYPES.c.quota
-    )
-    .values(sold_count=_TYPES.c.sold_count + bindparam("n"))
+    .where(_TYPES.c.id == bindparam("type"), _TYPES.c.sold_count + bindparam("n") <= _TYPES.c.quota)
+    .values(sold_count=_TYPES.c.sold_count + bindparam("n"), updated_at=bindparam("now"))
     .returning(_TYPES.c.sold_count)
 )
 _TAKE_EVENT_PLACES = (
     update(_EVENTS)
     .where(
-        _EVENTS.c.id == bindparam("event_id"),
+        _EVENTS.c.id == bindparam("event"),
         _EVENTS.c.current_participants + bindparam("n") <= _EVENTS.c.max_participants,
         _EVENTS.c.status == "published",
     )
-    .values(current_participants=_EVENTS.c.current_participants + bindparam("n"))
+    .values(
+        current_participants=_EVENTS.c.current_participants + bindparam("n"),
+        updated_at=bindparam("now"),
+    )
     .returning(_EVENTS.c.current_participants)
+)
+# PostgreSQL: the two in one statement, the event's only if the ticket type's took.
+_TYPE_TAKEN = _TAKE_TYPE_PLACES.cte("type_taken")
+_EVENT_TAKEN = _TAKE_EVENT_PLACES.where(exists(select(_TYPE_TAKEN.c.sold_count))).cte("event_taken")
+_TAKE_PLACES = select(
+    select(_TYPE_TAKEN.c.sold_count).scalar_subquery(),
+    select(_EVENT_TAKEN.c.current_participants).scalar_subquery(),
 )
 
 
@@ -160,6 +170,7 @@ def purchase_tickets(
             key=idempotency_key,
             request_hash=idempotency.fingerprint(request),
             now=now,
+            resource=("tickets", purchase_id),
         )
         if first is not None:
             return _replay(db, first, quantity, user_id=user_id)
@@ -209,14 +220,10 @@ def purchase_tickets(
     if order is None:
         for ticket in tickets:
             _mail(db, "ticket_issued", ticket, event, ticket_type, org=org, now=now)
-    if idempotency_key is not None:
-        idempotency.complete(
-            db, scope=scope, key=idempotency_key, resource_type="tickets", resource_id=purchase_id
-        )
     # Last: from here the ticket type's row stays locked until the commit, so everything
     # else is done before (the rows above are invisible until then, and a refusal rolls
     # them back with the transaction).
-    take_places(db, ticket_type, event, quantity)
+    take_places(db, ticket_type, event, quantity, now=now)
     return Purchase(tickets, order, True, event, ticket_type)
 
 
@@ -275,10 +282,20 @@ def _on_sale(
     return event, ticket_type
 
 
-def take_places(db: Db, ticket_type: TicketType, event: Event, n: int) -> None:
+def take_places(db: Db, ticket_type: TicketType, event: Event, n: int, *, now: datetime) -> None:
     """Take ``n`` places of the ticket type, then of the event, or raise SlotFull (the
-    caller's transaction, or savepoint, undoes a half-taken pair)."""
-    sold = db.execute(_TAKE_TYPE_PLACES, {"type_id": ticket_type.id, "n": n}).scalar_one_or_none()
+    caller's transaction, or savepoint, undoes a half-taken pair). Sales of one event
+    queue for it first (see ``locking.queue_for``)."""
+    queue_for(db, event.id)
+    # (Parameters named unlike any column: UPDATE would take those as values to set.)
+    params = {"type": ticket_type.id, "event": event.id, "n": n, "now": now}
+    if db.get_bind().dialect.name == "postgresql":
+        # Both in one statement: what a sale does while it holds the event's place in
+        # line is then one round trip and the commit.
+        sold, taken = db.execute(_TAKE_PLACES, params).one()
+    else:
+        sold = db.execute(_TAKE_TYPE_PLACES, params).scalar_one_or_none()
+        taken = None if sold is None else db.execute(_TAKE_EVENT_PLACES, params).scalar()
     label = kind_label(ticket_type.kind)
     details: dict[str, Any] = {"eventId": str(event.id), "ticketType": ticket_type.kind}
     if sold is None:
@@ -290,7 +307,6 @@ def take_places(db: Db, ticket_type: TicketType, event: Event, n: int) -> None:
             _left_message(left, f"{label} tickets", f"{label} ticket"),
             details | {"available": left},
         )
-    taken = db.execute(_TAKE_EVENT_PLACES, {"event_id": event.id, "n": n}).scalar_one_or_none()
     if taken is None:
         current_event = db.execute(
             select(Event.current_participants, Event.max_participants, Event.status).where(
@@ -474,7 +490,7 @@ def _revive(db: Db, released: list[Ticket], *, now: datetime) -> bool:
                 event = _event(db, event_id)
                 if now >= event.end_at:
                     raise SlotUnavailable("The event has ended.")
-                take_places(db, _type(db, type_id), event, n)
+                take_places(db, _type(db, type_id), event, n, now=now)
     except Conflict:
         return False
     return True

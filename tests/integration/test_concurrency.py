@@ -157,9 +157,12 @@ def _seed(
 
 
 def _fire(
-    base: str, calls: list[tuple[str, dict[str, Any], dict[str, str]]]
+    base: str,
+    calls: list[tuple[str, dict[str, Any], dict[str, str]]],
+    methods: dict[int, str] | None = None,
 ) -> list[tuple[int, Any]]:
-    """Send all calls at once from one thread each, released together by a barrier."""
+    """Send all calls at once from one thread each, released together by a barrier; each
+    a POST but those ``methods`` names by index."""
     results: list[tuple[int, Any]] = [(0, None)] * len(calls)
     barrier = threading.Barrier(len(calls))
 
@@ -170,7 +173,7 @@ def _fire(
         barrier.wait()
         try:
             conn.request(
-                "POST",
+                (methods or {}).get(i, "POST"),
                 path,
                 body=json.dumps(body),
                 headers={"Content-Type": "application/json"} | headers,

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text, update
 from sqlalchemy.exc import IntegrityError
 
+from boxoffice.db import session as session_module
 from boxoffice.db.models import Session
 from boxoffice.db.session import Database
 from boxoffice.domain.errors import Conflict
@@ -101,3 +102,48 @@ def test_the_migrations_make_exactly_the_models_schema(database: Database) -> No
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
+
+
+# --- connections (PostgreSQL) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_idle_pooled_connection_that_died_is_replaced(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with database.read() as s:
+        pid = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    # The database dropped it while it sat in the pool (a restart, a fail-over).
+    other = Database.from_url(database.engine.url.render_as_string(False), pool_size=1)
+    with other.write() as s:
+        assert s.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+    other.dispose()
+    monkeypatch.setattr(session_module, "IDLE_PING_S", 0.0)
+    with database.read() as s:  # tested on the way out of the pool, replaced, answered
+        assert s.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+    with database.write() as s:
+        assert s.execute(text("SELECT 1")).scalar_one() == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_only_an_idle_connection_is_tested_and_reads_open_no_transaction(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings: list[object] = []
+    real_ping = database.engine.dialect.do_ping
+    monkeypatch.setattr(
+        database.engine.dialect, "do_ping", lambda c: pings.append(c) or real_ping(c)
+    )
+    started = "SELECT xact_start = query_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+    with database.read() as s:
+        s.execute(text("SELECT 1"))
+        # Each read statement is its own transaction: none is left open between them.
+        assert s.execute(text(started)).scalar_one() is True
+    assert pings == []  # in use a moment ago: handed out as it is
+    with database.write() as s:  # a write is one transaction, opened before its first statement
+        s.execute(text("SELECT 1"))
+        assert s.execute(text(started)).scalar_one() is False
+    monkeypatch.setattr(session_module, "IDLE_PING_S", 0.0)
+    with database.read() as s:
+        s.execute(text("SELECT 1"))
+    assert len(pings) == 1

@@ -56,7 +56,7 @@ def purchase_tickets(
     organisation that takes no online payments) are active at once; priced ones stay
     pending, holding their places until ``payment.holdExpiresAt``, until paid."""
     with db.write() as s:
-        auth.require_active(s, caller.user_id)
+        auth.active_user(s, caller.user_id)  # loaded: the tickets' emails address the buyer
         purchase = tickets.purchase_tickets(
             s,
             user_id=caller.user_id,
