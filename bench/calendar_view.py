@@ -824,7 +824,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "## In-process (the route without HTTP), p50 ms",
         "",
         "| Case | Sessions | JSON bytes | Total | Runs | CPU | `admin_org` (checkout, "
-        "BEGIN) | `calendar` (2 statements) | commit | JSON |",
+        "first query) | `calendar` (2 statements) | commit | JSON |",
         "|---|--:|--:|--:|---|--:|--:|--:|--:|--:|",
     ]
     for r in sm["inprocess"]:

@@ -13,7 +13,7 @@ What it does, in order:
    validates codes in a closed loop, released together, for ``--duration`` seconds after
    a warm-up; 1, 8 and 32 clients, ``--repeats`` times, interleaved; every answer must be
    200 with ``valid`` true (the revoked codes are checked once, outside the timing);
-4. **in-process**: ``scans.validate_code`` in one read transaction per call, no HTTP;
+4. **in-process**: ``scans.validate_code`` in one ``Database.read()`` per call, no HTTP;
 5. writes ``bench/results/scans-postgresql.{json,md}`` (``-quick`` with ``--quick``).
 
 Exit status 0 when every target is met, 1 when one is not.
@@ -365,7 +365,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        f"In-process (`scans.validate_code` in one read transaction per call, no HTTP): "
+        f"In-process (`scans.validate_code` in one `Database.read()` per call, no HTTP): "
         f"{ip['per_s']:,.0f}/s, {ip['us']:.0f} µs per call. The path: one query (the ticket, "
         "its type and event, and whether the code's fingerprint is revoked), the event's keys "
         "from a per-process cache, one Ed25519 verification (libsodium).",

@@ -220,9 +220,9 @@ def purchase_tickets(
     if order is None:
         for ticket in tickets:
             _mail(db, "ticket_issued", ticket, event, ticket_type, org=org, now=now)
-    # Last: from here the ticket type's row stays locked until the commit, so everything
-    # else is done before (the rows above are invisible until then, and a refusal rolls
-    # them back with the transaction).
+    # Last: from here the event's line and its counts' rows are held until the commit,
+    # so everything else is done before (the rows above are invisible until then, and a
+    # refusal rolls them back with the transaction).
     take_places(db, ticket_type, event, quantity, now=now)
     return Purchase(tickets, order, True, event, ticket_type)
 
