@@ -669,18 +669,15 @@ def place_draft(
         BookingStatus(booking.status), BookingStatus.CONFIRMED, starts_at=session.start_at, now=now
     )
     booking.session = session
-    booking.hold_expires_at = None
-    _set_status(
+    _confirm(
         db,
         booking,
-        BookingStatus.CONFIRMED,
+        session,
         actor_id=actor_id,
         reason=reason,
         now=now,
-        session=session,
         events=(BookingEvent.CREATED, BookingEvent.CONFIRMED),
     )
-    db.flush()
 
 
 def revive_paid(db: Db, booking: Booking, *, reason: str, now: datetime) -> None:
@@ -715,6 +712,20 @@ def _confirm_as_paid(
     events: Sequence[BookingEvent],
 ) -> None:
     booking.payment_status = PaymentStatus.PAID.value
+    _confirm(db, booking, session, actor_id=actor_id, reason=reason, now=now, events=events)
+
+
+def _confirm(
+    db: Db,
+    booking: Booking,
+    session: Session,
+    *,
+    actor_id: uuid.UUID | None,
+    reason: str,
+    now: datetime,
+    events: Sequence[BookingEvent],
+) -> None:
+    """Confirmed, no longer held, with its history row and its outbox event."""
     booking.hold_expires_at = None
     _set_status(
         db,
