@@ -630,7 +630,9 @@ def confirm_paid(
     check_transition(
         BookingStatus(booking.status), BookingStatus.CONFIRMED, starts_at=session.start_at, now=now
     )
-    _confirm_as_paid(db, booking, session, actor_id=actor_id, reason=reason, now=now, events=events)
+    _confirm(
+        db, booking, session, actor_id=actor_id, reason=reason, now=now, events=events, paid=True
+    )
 
 
 def confirm_offer(db: Db, booking: Booking, *, actor_id: uuid.UUID | None, now: datetime) -> None:
@@ -690,29 +692,16 @@ def revive_paid(db: Db, booking: Booking, *, reason: str, now: datetime) -> None
         raise Conflict(f"A {booking.status} booking cannot be revived.")
     booking.cancelled_at = None
     booking.refunded_minor = 0
-    _confirm_as_paid(
+    _confirm(
         db,
         booking,
         _session_of(booking),
+        paid=True,
         actor_id=None,
         reason=reason,
         now=now,
         events=(BookingEvent.CONFIRMED, BookingEvent.PAYMENT_SUCCEEDED),
     )
-
-
-def _confirm_as_paid(
-    db: Db,
-    booking: Booking,
-    session: Session,
-    *,
-    actor_id: uuid.UUID | None,
-    reason: str,
-    now: datetime,
-    events: Sequence[BookingEvent],
-) -> None:
-    booking.payment_status = PaymentStatus.PAID.value
-    _confirm(db, booking, session, actor_id=actor_id, reason=reason, now=now, events=events)
 
 
 def _confirm(
@@ -724,8 +713,12 @@ def _confirm(
     reason: str,
     now: datetime,
     events: Sequence[BookingEvent],
+    paid: bool = False,
 ) -> None:
-    """Confirmed, no longer held, with its history row and its outbox event."""
+    """Confirmed (and ``paid``), no longer held, with its history row and its outbox
+    event."""
+    if paid:
+        booking.payment_status = PaymentStatus.PAID.value
     booking.hold_expires_at = None
     _set_status(
         db,
