@@ -162,7 +162,7 @@ def _fire(
     methods: dict[int, str] | None = None,
 ) -> list[tuple[int, Any]]:
     """Send all calls at once from one thread each, released together by a barrier; each
-    a POST but those ``methods`` names by index."""
+    a POST unless ``methods`` gives its index another method."""
     results: list[tuple[int, Any]] = [(0, None)] * len(calls)
     barrier = threading.Barrier(len(calls))
 
